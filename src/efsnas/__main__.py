@@ -1,0 +1,5 @@
+import sys
+
+from efsnas.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,56 @@
+"""Helpers shared by subcommands: building a space and a split from flags, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from efsnas.errors import UsageError
+
+
+def add_space_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("search space")
+    g.add_argument("--C", type=int, default=None, help="base width (nb201: 16)")
+    g.add_argument("--N", type=int, default=None, help="cells per stage (nb201: 5)")
+    g.add_argument("--in-channels", type=int, default=None, help="input channels (1 = grayscale)")
+    g.add_argument("--num-classes", type=int, default=None, help="classes of the classifier")
+    g.add_argument("--input-size", type=int, default=None, help="image side in pixels")
+
+
+def space_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    keys = {"C": "C", "N": "N", "in_channels": "in_channels", "num_classes": "num_classes",
+            "input_size": "input_size"}
+    return {k: getattr(args, a) for k, a in keys.items() if getattr(args, a, None) is not None}
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 1) -> None:
+    """Write JSON through a temporary file and rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=indent)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{what} {path} does not exist")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{what} {path} is not valid JSON (line {e.lineno}: {e.msg})") from None

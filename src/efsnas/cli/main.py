@@ -1,0 +1,65 @@
+"""`efsnas` entry point: dispatches to one module per subcommand.
+
+Every subcommand module defines `add_parser(subparsers)` and `run(args) -> int`. User errors
+(EfsnasError) are printed on one line, never as a traceback; usage errors exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from efsnas.errors import EfsnasError
+
+# Order is the order of `efsnas --help`; modules are imported only when present.
+COMMANDS = ["run", "space", "train", "evaluate", "correlate", "search", "retrain", "groundtruth",
+            "compare"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="efsnas",
+        description="Few-shot NAS by counting nonlinear functions: split, train, rank, search.",
+    )
+    parser.add_argument("--version", action="version", version=f"efsnas {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"efsnas.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"efsnas.cli.{name}":
+                continue
+            raise
+        p = module.add_parser(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def _version() -> str:
+    from efsnas import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        argv = ["run"]  # the main job: `efsnas` alone behaves like `efsnas run`
+    args = parser.parse_args(argv)
+    if not hasattr(args, "_run"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except EfsnasError as e:
+        print(f"efsnas {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"efsnas {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""`efsnas space`: summarise a search space and its split; write the cells grouped by count."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter, defaultdict
+
+from efsnas.cli.common import add_space_args, space_kwargs, write_json_atomic
+from efsnas.registry import create_criterion, create_space, list_spaces
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("space", help="summarise a search space and its split",
+                       description="Summarise a search space: cells, disconnected cells, "
+                                   "equivalence classes, cells per nonlinearity count and per "
+                                   "subspace of the chosen split.")
+    p.add_argument("space", choices=list_spaces(), help="search space")
+    p.add_argument("--criterion", default="nonlinearity",
+                   help="split criterion: nonlinearity, fsnas, oneshot (default nonlinearity)")
+    p.add_argument("--groups", default=None,
+                   help="count grouping for the nonlinearity split, e.g. '0,1/2/3'")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--groups-out", metavar="FILE",
+                   help="write every cell listed by its count (keys: counts, values: sorted cells)")
+    p.add_argument("--samples", type=int, default=20000,
+                   help="subnets sampled for spaces too large to enumerate (default 20000)")
+    add_space_args(p)
+    return p
+
+
+def summarise(space, split, *, samples: int = 20000) -> dict:
+    import random
+
+    if space.enumerable:
+        subnets = list(space.enumerate())
+        exact = True
+    else:
+        rng = random.Random(0)
+        subnets = [space.sample(rng) for _ in range(samples)]
+        exact = False
+    valid = [s for s in subnets if space.is_valid(s)]
+    counts = Counter(space.nonlinearity_count(s) for s in subnets)
+    per_sub = Counter(split.route(s) for s in valid)
+    out = {
+        "space": space.describe(),
+        "exact": exact,
+        "subnets": space.size,
+        "disconnected" if space.name == "nb201" else "invalid": len(subnets) - len(valid),
+        "equivalence_classes": len({space.canonical(s) for s in valid}) + (
+            1 if len(valid) < len(subnets) else 0) if exact else None,
+        "per_count": {str(k): counts[k] for k in sorted(counts)},
+        "split": split.describe(),
+        "per_subspace": {split.subspaces[k].name: per_sub[k] for k in range(len(split))},
+    }
+    if not exact:
+        out["sampled"] = samples
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    space = create_space(args.space, **space_kwargs(args))
+    kw = {"groups": args.groups} if args.groups and args.criterion == "nonlinearity" else {}
+    split = create_criterion(args.criterion, **kw).split(space)
+    summary = summarise(space, split, samples=args.samples)
+    if args.groups_out:
+        groups = defaultdict(list)
+        for s in space.enumerate():
+            groups[str(space.nonlinearity_count(s))].append(space.format(s))
+        write_json_atomic(args.groups_out, {k: sorted(v) for k, v in sorted(groups.items(),
+                                            key=lambda kv: int(kv[0]))})
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"{space.name}: {summary['subnets']} subnets")
+        for k, v in summary.items():
+            if k not in ("space", "subnets"):
+                print(f"  {k}: {v}")
+        if args.groups_out:
+            print(f"cells by count written to {args.groups_out}")
+    return 0

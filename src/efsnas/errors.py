@@ -1,0 +1,21 @@
+"""User-facing errors: the CLI prints their message on one line and exits with their code."""
+
+
+class EfsnasError(Exception):
+    """An error whose message tells the user what is wrong and how to fix it."""
+
+    exit_code = 1
+
+
+class UsageError(EfsnasError):
+    """Bad input from the user (arguments, config, files): exit code 2."""
+
+    exit_code = 2
+
+
+class DataError(UsageError):
+    """A dataset is missing or not in the expected format."""
+
+
+class CheckpointError(UsageError):
+    """A checkpoint is corrupted or belongs to another run."""

@@ -1,0 +1,1 @@
+"""Subnet samplers: uniform (one-shot / SPOS), balanced, and supernet-balanced (SBS)."""

@@ -1,0 +1,5 @@
+"""Split criteria: how to cut a search space into subspaces (one supernet each)."""
+
+from efsnas.split.criteria import EdgeOperationSplit, NonlinearityCountSplit, OneShotSplit
+
+__all__ = ["NonlinearityCountSplit", "EdgeOperationSplit", "OneShotSplit"]
