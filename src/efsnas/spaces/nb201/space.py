@@ -123,6 +123,14 @@ class NB201Space(EvolutionMixin, SearchSpace):
                              num_classes=self.num_classes, affine=affine,
                              track_running_stats=track_running_stats)
 
+    def build_shared_prefix_supernet(self, *, width_divisor: int = 1,
+                                     thresholds: tuple[int, ...] | None = None):
+        from efsnas.spaces.nb201.shared_prefix import SharedPrefixSupernet
+
+        return SharedPrefixSupernet(C=self._width(width_divisor), N=self.N,
+                                    in_channels=self.in_channels, num_classes=self.num_classes,
+                                    thresholds=thresholds)
+
     def describe(self) -> dict:
         return {"name": self.name, "C": self.C, "N": self.N, "in_channels": self.in_channels,
                 "num_classes": self.num_classes, "input_size": self.input_size}

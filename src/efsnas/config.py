@@ -1,0 +1,188 @@
+"""Typed, validated run configuration, filled from presets, a YAML file and `--set` overrides.
+
+Library components take plain keyword arguments; only the CLI reads this object.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from efsnas.errors import UsageError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SpaceConfig(_Strict):
+    name: str = "nb201"
+    C: int = Field(16, ge=1, description="base width before division by G")
+    N: int = Field(5, ge=1, description="cells per stage (nb201)")
+    width_mult: float = Field(1.0, gt=0, description="mobilenet width multiplier")
+    input_size: int | None = Field(None, ge=4, description="default: the dataset's image size")
+
+
+class SplitConfig(_Strict):
+    criterion: Literal["nonlinearity", "fsnas", "oneshot", "gmnas"] = "nonlinearity"
+    groups: str | None = Field(None, description="count grouping, e.g. '0,1/2/3'")
+    width_divisor: int | None = Field(None, ge=1, description="G; default: the space's")
+    structure: Literal["separate", "shared_prefix"] = "separate"
+    thresholds: list[int] | None = None
+    fsnas_position: int = Field(0, ge=0)
+    fsnas_transfer: bool = Field(False, description="initialise FS-NAS supernets from one-shot")
+    gm_warmup_epochs: list[int] = Field(default_factory=lambda: [15, 30])
+    gm_groups: int = Field(2, ge=2)
+    gm_samples: int = Field(4, ge=1, description="subnets per operation for each gradient")
+
+
+class DataConfig(_Strict):
+    name: str = "auto"
+    root: str | None = None
+    heldout: Literal["half", "per_class"] = "half"
+    heldout_per_class: int | None = Field(None, ge=1)
+    image_size: int | None = Field(None, ge=4)
+    max_train: int | None = Field(None, ge=1)
+    max_heldout: int | None = Field(None, ge=1)
+    augment: bool = True
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(250, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch")
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(0.025, gt=0)
+    lr_min: float = Field(0.001, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0)
+    wd_weights_only: bool = False
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float | None = Field(5.0, gt=0)
+    sampler: Literal["sbs", "balanced", "uniform"] = "sbs"
+    seed: int = 0
+    amp: bool = True
+    amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    device: str = "auto"
+    tensorboard: bool = True
+    progress: bool = True
+
+
+class EvalConfig(_Strict):
+    batch_size: int = Field(256, ge=1)
+    max_images: int | None = Field(None, ge=1, description="held-out images used for scoring")
+    bn: Literal["batch", "recalibrate"] = "batch"
+    recal_batches: int = Field(200, ge=1)
+
+
+class SearchConfig(_Strict):
+    strategy: Literal["evolution", "random"] = "evolution"
+    population: int = Field(50, ge=2)
+    generations: int = Field(20, ge=1)
+    topk: int = Field(10, ge=1)
+    mutations: int = Field(25, ge=0)
+    crossovers: int = Field(25, ge=0)
+    mutate_prob: float = Field(0.1, gt=0, le=1)
+    budget: int = Field(1000, ge=1, description="random search: subnets evaluated")
+    max_flops: float | None = Field(None, gt=0, description="MFLOPs limit")
+    max_params: float | None = Field(None, gt=0, description="M parameters limit")
+    seed: int = 0
+    top: int = Field(10, ge=1, description="cells written to the result")
+
+
+class RunConfig(_Strict):
+    space: SpaceConfig = SpaceConfig()
+    split: SplitConfig = SplitConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    search: SearchConfig = SearchConfig()
+    out: str = "runs/default"
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        if self.train.lr_min > self.train.lr:
+            raise ValueError("train.lr_min must not exceed train.lr")
+        if self.split.structure == "shared_prefix" and self.split.criterion != "nonlinearity":
+            raise ValueError("split.structure shared_prefix needs split.criterion nonlinearity")
+        return self
+
+    def training_identity(self) -> dict:
+        """What a checkpoint must match to be resumed (not the search or output settings)."""
+        d = self.model_dump()
+        for key in ("search", "eval", "out"):
+            d.pop(key)
+        for key in ("epochs", "device", "tensorboard", "progress"):
+            d["train"].pop(key)
+        return d
+
+
+def list_presets() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("efsnas.presets").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def _read_yaml(text: str, where: str) -> dict:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise UsageError(f"{where} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{where} must hold a mapping of sections (space, split, data, ...)")
+    return data
+
+
+def _merge(base: dict, new: dict) -> dict:
+    out = dict(base)
+    for k, v in new.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(item: str) -> dict:
+    """'train.epochs=3' -> {'train': {'epochs': 3}} (value parsed as YAML)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise UsageError(f"bad override {item!r}: write SECTION.KEY=VALUE, e.g. train.epochs=3")
+    parsed = yaml.safe_load(value) if value else None
+    out: dict[str, Any] = {}
+    cur = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = parsed
+    return out
+
+
+def load_config(*, preset: str | None = None, path: str | None = None,
+                overrides: list[str] | None = None) -> RunConfig:
+    """Preset, then YAML file, then overrides; validated once at the end."""
+    data: dict = {}
+    if preset:
+        if preset not in list_presets():
+            raise UsageError(f"unknown preset {preset!r}; choose one of: {', '.join(list_presets())}")
+        text = resources.files("efsnas.presets").joinpath(f"{preset}.yaml").read_text()
+        data = _merge(data, _read_yaml(text, f"preset {preset}"))
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise UsageError(f"config file {p} does not exist")
+        data = _merge(data, _read_yaml(p.read_text(), f"config file {p}"))
+    for item in overrides or []:
+        data = _merge(data, parse_override(item))
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or "config"
+        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+        raise UsageError(f"invalid config: {loc}: {err['msg']}{more}") from None
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(), sort_keys=False)

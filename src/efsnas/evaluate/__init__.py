@@ -1,0 +1,1 @@
+"""Scoring subnets with their supernets, and ranking metrics against a ground truth."""

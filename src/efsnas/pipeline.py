@@ -1,0 +1,182 @@
+"""Glue from a RunConfig to the components: data -> space -> split -> supernets -> trainer ->
+scorer -> search. The CLI calls these; each step reads and writes the run folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from efsnas.api.search_space import SearchSpace
+from efsnas.api.split import Split
+from efsnas.config import RunConfig, dump_config
+from efsnas.errors import UsageError
+from efsnas.registry import create_criterion, create_space
+from efsnas.sampling import create_sampler
+from efsnas.supernets import FewShotSupernets
+from efsnas.train.distributed import DistContext, init_distributed
+from efsnas.train.step import autocast_for
+from efsnas.train.trainer import SupernetTrainer
+
+log = logging.getLogger("efsnas")
+
+
+@dataclass
+class Setup:
+    cfg: RunConfig
+    run_dir: Path
+    data: object
+    space: SearchSpace
+    split: Split
+    supernets: FewShotSupernets
+    device: torch.device
+    dist: DistContext
+
+    @property
+    def autocast(self):
+        return lambda: autocast_for(self.device, self.cfg.train.amp, self.cfg.train.amp_dtype)
+
+    @property
+    def channels_last(self) -> bool:
+        mode = self.cfg.train.channels_last
+        return mode == "on" or (mode == "auto" and self.device.type == "cuda")
+
+
+def load_data_for(cfg: RunConfig):
+    from efsnas.data import load_data
+
+    d = cfg.data
+    return load_data(d.name, root=d.root, seed=cfg.train.seed, heldout=d.heldout,
+                     heldout_per_class=d.heldout_per_class, image_size=d.image_size,
+                     max_train=d.max_train, max_heldout=d.max_heldout)
+
+
+def build_space(cfg: RunConfig, data) -> SearchSpace:
+    s = cfg.space
+    kwargs = dict(in_channels=data.in_channels, num_classes=data.num_classes,
+                  input_size=s.input_size or data.image_size)
+    if s.name == "nb201":
+        kwargs.update(C=s.C, N=s.N)
+    elif s.name == "mobilenet":
+        kwargs.update(width_mult=s.width_mult)
+    return create_space(s.name, **kwargs)
+
+
+def build_split(cfg: RunConfig, space: SearchSpace) -> Split:
+    sc = cfg.split
+    if sc.criterion == "nonlinearity":
+        crit = create_criterion("nonlinearity", groups=sc.groups, width_divisor=sc.width_divisor)
+    elif sc.criterion == "fsnas":
+        crit = create_criterion("fsnas", position=sc.fsnas_position,
+                                width_divisor=sc.width_divisor or 1)
+    elif sc.criterion == "oneshot":
+        crit = create_criterion("oneshot", width_divisor=sc.width_divisor or 1)
+    else:
+        raise UsageError("the gmnas split is learned during training: use `efsnas compare` or "
+                         "efsnas.split.gmnas")
+    return crit.split(space)
+
+
+def prepare_run_dir(cfg: RunConfig, run_dir: Path, *, force: bool, is_main: bool = True) -> None:
+    """Create the run folder and write the resolved config; refuse to mix configurations."""
+    cfg_path = run_dir / "config.yaml"
+    if is_main:
+        if cfg_path.exists() and not force:
+            import yaml
+
+            old = RunConfig.model_validate(yaml.safe_load(cfg_path.read_text()))
+            if old.training_identity() != cfg.training_identity():
+                raise UsageError(
+                    f"{run_dir} holds a run with another configuration; choose another --out, "
+                    "or add --force to overwrite it"
+                )
+        if force and run_dir.exists():
+            for name in ("checkpoint.pt", "metrics.jsonl", "scores.json", "search_state.json",
+                         "result.json"):
+                (run_dir / name).unlink(missing_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg_path.write_text(dump_config(cfg))
+
+
+def setup(cfg: RunConfig, *, force: bool = False) -> Setup:
+    dist, device = init_distributed(cfg.train.device)
+    run_dir = Path(cfg.out)
+    prepare_run_dir(cfg, run_dir, force=force, is_main=dist.is_main)
+    dist.barrier()
+    torch.manual_seed(cfg.train.seed)  # same initial weights on every rank and every rerun
+    data = load_data_for(cfg)
+    space = build_space(cfg, data)
+    split = build_split(cfg, space)
+    supernets = FewShotSupernets(split, structure=cfg.split.structure,
+                                 thresholds=tuple(cfg.split.thresholds or ()) or None)
+    return Setup(cfg, run_dir, data, space, split, supernets, device, dist)
+
+
+def make_trainer(st: Setup) -> SupernetTrainer:
+    t = st.cfg.train
+    sampler = create_sampler(t.sampler, st.split, seed=t.seed)
+    augment = st.data.augment if st.cfg.data.augment else None
+    return SupernetTrainer(
+        supernets=st.supernets, sampler=sampler, data=st.data, run_dir=st.run_dir,
+        identity=st.cfg.training_identity(), epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
+        lr_min=t.lr_min, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay,
+        wd_weights_only=t.wd_weights_only, label_smoothing=t.label_smoothing,
+        grad_clip=t.grad_clip, seed=t.seed, steps_per_epoch=t.steps_per_epoch, device=st.device,
+        amp=t.amp, amp_dtype=t.amp_dtype, channels_last=st.channels_last, augment=augment,
+        tensorboard=t.tensorboard, progress=t.progress, dist=st.dist)
+
+
+def train(st: Setup, *, log_fn=print) -> dict:
+    """Train the supernets of the run (resuming from its checkpoint); returns a summary."""
+    trainer = make_trainer(st)
+    resumed = trainer.resume()
+    if resumed and st.dist.is_main:
+        log_fn(f"resuming from {trainer.checkpoint_path} (epoch {trainer.epoch}, "
+               f"step {trainer.batch_in_epoch} of the next)")
+    if trainer.finished:
+        if st.dist.is_main:
+            log_fn(f"supernets already trained ({trainer.epochs} epochs) in {st.run_dir}")
+        return {"epochs": trainer.epochs, "steps": trainer.step, "seconds": 0.0, "resumed": True}
+    summary = trainer.fit(log=log_fn if st.dist.is_main else (lambda *a: None))
+    return {**summary, "resumed": resumed}
+
+
+def heldout_batches(st: Setup):
+    """The held-out scoring set, materialised once on the device."""
+    ho = st.data.heldout
+    if st.cfg.eval.max_images is not None and st.cfg.eval.max_images < len(ho):
+        ho = ho.subset(range(st.cfg.eval.max_images))
+    return ho.fixed_batches(st.cfg.eval.batch_size, device=st.device,
+                            channels_last=st.channels_last)
+
+
+def make_scorer(st: Setup):
+    from efsnas.evaluate.scorer import SubnetScorer
+
+    recal = None
+    if st.cfg.eval.bn == "recalibrate":
+        recal = []
+        for i, b in enumerate(st.data.train.batches(st.cfg.eval.batch_size, shuffle=True,
+                                                    seed=st.cfg.train.seed + 1, epoch=0,
+                                                    augment=None, device=st.device,
+                                                    channels_last=st.channels_last)):
+            if i >= st.cfg.eval.recal_batches:
+                break
+            recal.append(b)
+    return SubnetScorer(st.supernets, heldout_batches(st), bn=st.cfg.eval.bn,
+                        recal_batches=recal, autocast=st.autocast)
+
+
+def describe_subnet(space: SearchSpace, subnet, **extra) -> dict:
+    return {"cell": space.format(subnet), "nonlinearity_count": space.nonlinearity_count(subnet),
+            "flops": space.flops(subnet), "params": space.params(subnet), **extra}
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

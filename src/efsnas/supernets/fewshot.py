@@ -1,0 +1,68 @@
+"""K supernets for the K subspaces of a split, with widths divided by the split's G.
+
+Structures:
+- "separate" (default, as the paper describes): K independent supernets (own stem, cells, head).
+- "shared_prefix" (the authors' NAS-Bench-201 code): one network whose later cells pick one of
+  several copies by the cumulative nonlinearity count so far; needs a space that can build it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from efsnas.api.search_space import Subnet
+from efsnas.api.split import Split
+from efsnas.errors import UsageError
+
+STRUCTURES = ("separate", "shared_prefix")
+
+
+class FewShotSupernets(nn.Module):
+    def __init__(self, split: Split, *, structure: str = "separate",
+                 thresholds: tuple[int, ...] | None = None) -> None:
+        super().__init__()
+        if structure not in STRUCTURES:
+            raise UsageError(f"unknown supernet structure {structure!r}; choose {STRUCTURES}")
+        self.split = split
+        self.space = split.space
+        self.structure = structure
+        if structure == "separate":
+            self.supernets = nn.ModuleList(
+                self.space.build_supernet(width_divisor=split.width_divisor)
+                for _ in range(len(split))
+            )
+        else:
+            build = getattr(self.space, "build_shared_prefix_supernet", None)
+            if build is None:
+                raise UsageError(f"the {self.space.name} space has no shared-prefix structure; "
+                                 "use structure: separate")
+            self.supernets = nn.ModuleList(
+                [build(width_divisor=split.width_divisor, thresholds=thresholds)]
+            )
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def route(self, subnet: Subnet) -> int:
+        return self.split.route(subnet)
+
+    def supernet(self, k: int) -> nn.Module:
+        """The module that trains and scores subspace k."""
+        return self.supernets[k if self.structure == "separate" else 0]
+
+    def forward(self, x: torch.Tensor, subnet: Subnet, k: int | None = None) -> torch.Tensor:
+        k = self.route(subnet) if k is None else k
+        return self.supernet(k)(x, subnet)
+
+    def extract(self, subnet: Subnet) -> nn.Module:
+        return self.supernet(self.route(subnet)).extract(subnet)
+
+    def describe(self) -> dict:
+        return {
+            "space": self.space.describe(),
+            "split": self.split.describe(),
+            "structure": self.structure,
+            "supernets": [m.describe() for m in self.supernets],
+            "parameters": sum(p.numel() for p in self.parameters()),
+        }

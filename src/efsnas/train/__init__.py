@@ -1,0 +1,1 @@
+"""Supernet training: checkpoints, distributed set-up, the trainer."""

@@ -1,0 +1,74 @@
+"""One training step of few-shot supernets: the hot path, kept free of bookkeeping."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from efsnas.api.search_space import Subnet
+
+
+def autocast_for(device: torch.device, enabled: bool, dtype: str = "bfloat16"):
+    """Mixed precision on CUDA only (CPU autocast is slower for these small convolutions)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=getattr(torch, dtype))
+    return contextlib.nullcontext()
+
+
+def train_step(
+    modules: Sequence[nn.Module],
+    draws: Sequence[tuple[int, Subnet]],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    *,
+    label_smoothing: float = 0.0,
+    grad_clip: float | None = None,
+    autocast=contextlib.nullcontext,
+    scaler: torch.amp.GradScaler | None = None,
+) -> tuple[list[float], list[int]]:
+    """Run every drawn subnet through its supernet on the same batch, accumulate the gradients,
+    then take one optimizer step (SBS when `draws` holds one subnet per supernet).
+
+    Returns each draw's loss and number of correct predictions (as Python numbers, one sync).
+    """
+    optimizer.zero_grad(set_to_none=True)  # untouched weights keep grad None: no decay, no step
+    losses, corrects = [], []
+    for k, subnet in draws:
+        with autocast():
+            logits = modules[k](x, subnet)
+            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        losses.append(loss.detach())
+        corrects.append((logits.detach().argmax(1) == y).sum())
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    if grad_clip:
+        # Clip each supernet on its own, so one supernet's gradient never shrinks another's.
+        for k in sorted({k for k, _ in draws}):
+            params = [p for p in modules[k].parameters() if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    stats = torch.stack([torch.stack(losses).float(), torch.stack(corrects).float()]).cpu()
+    return stats[0].tolist(), [int(c) for c in stats[1].tolist()]
+
+
+def build_optimizer(module: nn.Module, *, lr: float, momentum: float, nesterov: bool,
+                    weight_decay: float, wd_weights_only: bool) -> torch.optim.SGD:
+    """SGD; with wd_weights_only, biases and normalisation parameters get no weight decay."""
+    if wd_weights_only:
+        decay = [p for p in module.parameters() if p.ndim > 1]
+        no_decay = [p for p in module.parameters() if p.ndim <= 1]
+        groups = [{"params": decay, "weight_decay": weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+    else:
+        groups = [{"params": list(module.parameters()), "weight_decay": weight_decay}]
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)

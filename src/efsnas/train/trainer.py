@@ -1,0 +1,258 @@
+"""Supernet trainer: epochs of sampled steps, cosine LR, checkpoints, metrics, resume.
+
+Resuming is exact on CPU: batch order and augmentation depend on (seed, epoch, batch), the
+subnets on (seed, step), and the checkpoint holds weights, optimizer, position and RNG states.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from efsnas.api.sampler import SubnetSampler
+from efsnas.errors import CheckpointError, EfsnasError
+from efsnas.supernets import FewShotSupernets
+from efsnas.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from efsnas.train.distributed import DistContext
+from efsnas.train.step import autocast_for, build_optimizer, train_step
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class Interrupted(EfsnasError):
+    exit_code = 130
+
+
+class SupernetTrainer:
+    def __init__(self, *, supernets: FewShotSupernets, sampler: SubnetSampler, data, run_dir: Path,
+                 identity: dict, epochs: int, batch_size: int, lr: float, lr_min: float,
+                 momentum: float, nesterov: bool, weight_decay: float, wd_weights_only: bool,
+                 label_smoothing: float, grad_clip: float | None, seed: int,
+                 steps_per_epoch: int | None = None, device: torch.device = torch.device("cpu"),
+                 amp: bool = True, amp_dtype: str = "bfloat16", channels_last: bool = False,
+                 augment: str | None = None, tensorboard: bool = False, progress: bool = True,
+                 dist: DistContext | None = None) -> None:
+        self.supernets = supernets.to(device)
+        if channels_last:
+            self.supernets.to(memory_format=torch.channels_last)
+        self.sampler, self.data, self.run_dir = sampler, data, Path(run_dir)
+        self.identity = identity
+        self.epochs, self.batch_size, self.steps_per_epoch = epochs, batch_size, steps_per_epoch
+        self.lr, self.lr_min = lr, lr_min
+        self.label_smoothing, self.grad_clip, self.seed = label_smoothing, grad_clip, seed
+        self.device, self.channels_last, self.augment = device, channels_last, augment
+        self.autocast = lambda: autocast_for(device, amp, amp_dtype)
+        self.scaler = (torch.amp.GradScaler("cuda")
+                       if amp and amp_dtype == "float16" and device.type == "cuda" else None)
+        self.dist = dist or DistContext()
+        self.tensorboard, self.progress = tensorboard, progress
+        self.optimizer = build_optimizer(self.supernets, lr=lr, momentum=momentum,
+                                         nesterov=nesterov, weight_decay=weight_decay,
+                                         wd_weights_only=wd_weights_only)
+        self.modules = self._wrap_distributed()
+        self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
+        self._stop_signal: int | None = None
+
+    # ---- set-up ------------------------------------------------------------------------------
+    def _wrap_distributed(self) -> list[nn.Module]:
+        """One DDP wrapper per supernet: each sees exactly one forward/backward per step."""
+        mods = [self.supernets.supernet(k) for k in range(len(self.supernets))]
+        if not self.dist.enabled:
+            return mods
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        wrapped = {id(m): DDP(m, device_ids=ids, find_unused_parameters=True) for m in mods}
+        return [wrapped[id(m)] for m in mods]
+
+    def lr_at(self, epoch: int) -> float:
+        """Cosine from lr to lr_min over the epochs, set once per epoch."""
+        return self.lr_min + (self.lr - self.lr_min) * (1 + math.cos(math.pi * epoch / self.epochs)) / 2
+
+    def steps_in_epoch(self) -> int:
+        n = len(self.data.train) // (self.batch_size * self.dist.world_size)
+        n = max(1, n)
+        return min(n, self.steps_per_epoch) if self.steps_per_epoch else n
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT
+
+    def state_dict(self) -> dict:
+        return {
+            "format": "efsnas-checkpoint",
+            "identity": json.dumps(self.identity, sort_keys=True),
+            "supernets": self.supernets.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else {},
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "step": self.step,
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        mine = json.dumps(self.identity, sort_keys=True)
+        if state.get("identity") != mine:
+            theirs = json.loads(state.get("identity") or "{}")
+            diff = _first_difference(theirs, self.identity)
+            raise CheckpointError(
+                f"{self.checkpoint_path} belongs to another configuration ({diff}); use another "
+                "--out folder, or --force to overwrite it"
+            )
+        try:
+            self.supernets.load_state_dict(state["supernets"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{self.checkpoint_path} does not fit these supernets: "
+                                  f"{str(e).splitlines()[0]}") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.batch_in_epoch = state["epoch"], state["batch_in_epoch"]
+        self.step = state["step"]
+        set_rng_state(state["rng"])
+
+    def save(self) -> None:
+        if self.dist.is_main:
+            save_atomic(self.state_dict(), self.checkpoint_path)
+        self.dist.barrier()
+
+    def resume(self) -> bool:
+        """Load the run folder's checkpoint when there is one; True when resumed."""
+        if not self.checkpoint_path.exists():
+            return False
+        self.load_state_dict(load_checkpoint(self.checkpoint_path, map_location=self.device))
+        return True
+
+    @property
+    def finished(self) -> bool:
+        return self.epoch >= self.epochs
+
+    # ---- training ----------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        self._stop_signal = signum
+
+    def fit(self, *, log=print) -> dict:
+        """Train to the last epoch (from wherever the checkpoint left off); returns a summary."""
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        writer = self._tensorboard()
+        t_start = time.time()
+        try:
+            while self.epoch < self.epochs:
+                record = self._run_epoch(writer)
+                if record is None:  # stopped by a signal, checkpoint written
+                    raise Interrupted(
+                        f"interrupted at epoch {self.epoch + 1}, step {self.batch_in_epoch}; "
+                        f"checkpoint saved in {self.run_dir}: rerun the same command to resume"
+                    )
+                log(f"epoch {record['epoch']}/{self.epochs}: loss {record['loss_mean']:.3f} "
+                    f"acc {record['acc_mean']:.3f} ({record['images_per_s']:.0f} img/s)")
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+            if writer is not None:
+                writer.close()
+        return {"epochs": self.epochs, "steps": self.step, "seconds": time.time() - t_start}
+
+    def _run_epoch(self, writer) -> dict | None:
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.lr_at(self.epoch)
+        self.supernets.train()
+        n_steps, skip = self.steps_in_epoch(), self.batch_in_epoch
+        K = len(self.supernets)
+        loss_sum, correct, seen = [0.0] * K, [0] * K, [0] * K
+        bar = self._bar(n_steps, skip)
+        t0, images = time.time(), 0
+        batches = self.data.train.batches(
+            self.batch_size, shuffle=True, seed=self.seed, epoch=self.epoch, augment=self.augment,
+            device=self.device, drop_last=True, rank=self.dist.rank,
+            world_size=self.dist.world_size, channels_last=self.channels_last)
+        for i, (x, y) in enumerate(batches):
+            if i >= n_steps:
+                break
+            if i < skip:  # resuming mid-epoch: the same batches, already trained on
+                continue
+            draws = self.sampler.draw(self.step)
+            losses, corrects = train_step(self.modules, draws, x, y, self.optimizer,
+                                          label_smoothing=self.label_smoothing,
+                                          grad_clip=self.grad_clip, autocast=self.autocast,
+                                          scaler=self.scaler)
+            for (k, _), lo, c in zip(draws, losses, corrects):
+                loss_sum[k] += lo * len(y)
+                correct[k] += c
+                seen[k] += len(y)
+            self.step += 1
+            self.batch_in_epoch = i + 1
+            images += len(y) * self.dist.world_size
+            if bar is not None:
+                bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}",
+                                img_s=f"{images / max(time.time() - t0, 1e-9):.0f}")
+                bar.update(1)
+            if self._stop_signal is not None:
+                if bar is not None:
+                    bar.close()
+                self.save()
+                return None
+        if bar is not None:
+            bar.close()
+        seconds = time.time() - t0
+        record = {
+            "epoch": self.epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
+            "loss": [loss_sum[k] / seen[k] if seen[k] else None for k in range(K)],
+            "acc": [correct[k] / seen[k] if seen[k] else None for k in range(K)],
+            "seconds": seconds, "images_per_s": images / max(seconds, 1e-9),
+        }
+        done = [k for k in range(K) if seen[k]]
+        record["loss_mean"] = sum(record["loss"][k] for k in done) / max(len(done), 1)
+        record["acc_mean"] = sum(record["acc"][k] for k in done) / max(len(done), 1)
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self._log_metrics(record, writer)
+        self.save()
+        return record
+
+    # ---- reporting ---------------------------------------------------------------------------
+    def _bar(self, total: int, initial: int):
+        if not (self.progress and self.dist.is_main):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, initial=initial, desc=f"epoch {self.epoch + 1}/{self.epochs}",
+                    leave=False, dynamic_ncols=True)
+
+    def _tensorboard(self):
+        if not (self.tensorboard and self.dist.is_main):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # optional dependency
+            return None
+        return SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+
+    def _log_metrics(self, record: dict, writer) -> None:
+        if not self.dist.is_main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if writer is not None:
+            for k, (lo, acc) in enumerate(zip(record["loss"], record["acc"])):
+                if lo is not None:
+                    writer.add_scalar(f"loss/supernet{k}", lo, record["epoch"])
+                    writer.add_scalar(f"train_acc/supernet{k}", acc, record["epoch"])
+            writer.add_scalar("lr", record["lr"], record["epoch"])
+            writer.add_scalar("images_per_s", record["images_per_s"], record["epoch"])
+
+
+def _first_difference(a, b, prefix: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+    return f"{prefix.rstrip('.')}: checkpoint has {a!r}, this run has {b!r}"

@@ -1,0 +1,35 @@
+import json
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201"
+
+
+def _load(name: str):
+    path = SHARED / name
+    if not path.exists():
+        pytest.skip(f"reference data {path} is absent (the ../shared folder beside the checkout)")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="session")
+def nb201_groups():
+    return _load("nonlinearity-groups.json")
+
+
+@pytest.fixture(scope="session")
+def nb201_accuracy():
+    return _load("cifar10-test-accuracy.json")
+
+
+@pytest.fixture(scope="session")
+def nb201_space():
+    from efsnas import create_space
+
+    return create_space("nb201")
+
+
+@pytest.fixture(scope="session")
+def all_cells(nb201_space):
+    return list(nb201_space.enumerate())
