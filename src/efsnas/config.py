@@ -95,6 +95,23 @@ class SearchConfig(_Strict):
     top: int = Field(10, ge=1, description="cells written to the result")
 
 
+class RetrainConfig(_Strict):
+    """Stand-alone training of one subnet (retraining the found cell, building ground truth)."""
+
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(0.1, gt=0)
+    lr_min: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0)
+    wd_weights_only: bool = False
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float | None = Field(5.0, gt=0)
+    max_train: int | None = Field(None, ge=1, description="training images used")
+
+
 class RunConfig(_Strict):
     space: SpaceConfig = SpaceConfig()
     split: SplitConfig = SplitConfig()
@@ -102,6 +119,7 @@ class RunConfig(_Strict):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     search: SearchConfig = SearchConfig()
+    retrain: RetrainConfig = RetrainConfig()
     out: str = "runs/default"
 
     @model_validator(mode="after")
@@ -115,7 +133,7 @@ class RunConfig(_Strict):
     def training_identity(self) -> dict:
         """What a checkpoint must match to be resumed (not the search or output settings)."""
         d = self.model_dump()
-        for key in ("search", "eval", "out"):
+        for key in ("search", "eval", "retrain", "out"):
             d.pop(key)
         for key in ("epochs", "device", "tensorboard", "progress"):
             d["train"].pop(key)

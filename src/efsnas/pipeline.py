@@ -180,3 +180,68 @@ def read_metrics(run_dir: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def open_run(run_dir: str | Path, *, overrides: list[str] | None = None) -> Setup:
+    """A trained run from its folder: its resolved config, data, and supernet weights."""
+    import yaml
+
+    from efsnas.config import _merge, parse_override
+    from efsnas.train.checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise UsageError(f"{run_dir} is not a run folder (no config.yaml); train one with "
+                         "`efsnas train --out DIR` or `efsnas run`")
+    data = yaml.safe_load(cfg_path.read_text())
+    for item in overrides or []:
+        data = _merge(data, parse_override(item))
+    try:
+        cfg = RunConfig.model_validate(data)
+    except Exception as e:  # pydantic ValidationError
+        raise UsageError(f"{cfg_path}: invalid config ({str(e).splitlines()[0]})") from None
+    dist, device = init_distributed(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)
+    ds = load_data_for(cfg)
+    space = build_space(cfg, ds)
+    split = build_split(cfg, space)
+    supernets = FewShotSupernets(split, structure=cfg.split.structure,
+                                 thresholds=tuple(cfg.split.thresholds or ()) or None)
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    supernets.load_state_dict(state["supernets"])
+    if state["epoch"] < cfg.train.epochs and dist.is_main:
+        log.warning("%s: supernets trained %d of %d epochs", run_dir, state["epoch"],
+                    cfg.train.epochs)
+    st = Setup(cfg, run_dir, ds, space, split, supernets.to(device), device, dist)
+    if st.channels_last:
+        supernets.to(memory_format=torch.channels_last)
+    return st
+
+
+def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: int,
+                   device: torch.device, progress: bool = False) -> dict:
+    """Train `subnet` stand-alone with the retrain recipe; test (or held-out) top-1."""
+    from efsnas.train.standalone import accuracy, train_network
+
+    r = cfg.retrain
+    torch.manual_seed(seed)
+    net = space.build_network(subnet, dropout=r.dropout)
+    train_set = data.train
+    if r.max_train is not None and r.max_train < len(train_set):
+        train_set = train_set.subset(range(r.max_train))
+    autocast = lambda: autocast_for(device, cfg.train.amp, cfg.train.amp_dtype)  # noqa: E731
+    cl = cfg.train.channels_last == "on" or (cfg.train.channels_last == "auto"
+                                             and device.type == "cuda")
+    summary = train_network(
+        net, train_set, epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, lr_min=r.lr_min,
+        momentum=r.momentum, nesterov=r.nesterov, weight_decay=r.weight_decay,
+        wd_weights_only=r.wd_weights_only, label_smoothing=r.label_smoothing,
+        grad_clip=r.grad_clip, augment=data.augment if cfg.data.augment else None, seed=seed,
+        device=device, autocast=autocast, channels_last=cl, progress=progress)
+    evaluated = data.test if data.test is not None else data.heldout
+    batches = evaluated.fixed_batches(cfg.eval.batch_size, device=device, channels_last=cl)
+    top1, loss = accuracy(net, batches, autocast=autocast)
+    return {**describe_subnet(space, subnet), "seed": seed, "top1": top1, "loss": loss,
+            "evaluated_on": "test" if data.test is not None else "heldout",
+            "images": len(evaluated), **summary}

@@ -54,3 +54,48 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise UsageError(f"{what} {path} is not valid JSON (line {e.lineno}: {e.msg})") from None
+
+
+# ---- run configuration from flags ------------------------------------------------------------
+
+SHORTCUTS = {  # flag -> config key, for the settings people change most
+    "epochs": "train.epochs", "device": "train.device", "seed": "train.seed",
+    "data": "data.name", "data_root": "data.root", "sampler": "train.sampler",
+    "criterion": "split.criterion",
+}
+
+
+def add_config_args(p: argparse.ArgumentParser, *, default_preset: str = "default") -> None:
+    g = p.add_argument_group("configuration (preset < --config file < flags < --set)")
+    g.add_argument("--preset", default=default_preset,
+                   help=f"built-in preset: default, tiny, benchmark, imagenet... "
+                        f"(default {default_preset})")
+    g.add_argument("--config", metavar="FILE", help="YAML file with sections space, split, data, "
+                                                    "train, eval, search")
+    g.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                   help="override one setting, e.g. --set train.epochs=3 (repeatable)")
+    g.add_argument("--out", metavar="DIR", help="run folder (config, checkpoints, results)")
+    g.add_argument("--force", action="store_true",
+                   help="overwrite a run folder that holds another configuration")
+    g.add_argument("--epochs", type=int, help="training epochs (train.epochs)")
+    g.add_argument("--device", help="cpu, cuda, cuda:1 or auto (train.device)")
+    g.add_argument("--seed", type=int, help="seed of training, data split and sampling")
+    g.add_argument("--data", help="dataset: auto, fashion-mnist, mnist, digits, cifar10, "
+                                  "cifar100, imagenet16-120, imagefolder (data.name)")
+    g.add_argument("--data-root", help="folder holding the dataset files (data.root)")
+    g.add_argument("--sampler", choices=["sbs", "balanced", "uniform"], help="train.sampler")
+    g.add_argument("--criterion", choices=["nonlinearity", "fsnas", "oneshot"],
+                   help="split.criterion")
+
+
+def config_from_args(args: argparse.Namespace):
+    from efsnas.config import load_config
+
+    overrides = []
+    for flag, key in SHORTCUTS.items():
+        v = getattr(args, flag, None)
+        if v is not None:
+            overrides.append(f"{key}={v}")
+    if getattr(args, "out", None):
+        overrides.append(f"out={args.out}")
+    return load_config(preset=args.preset, path=args.config, overrides=overrides + args.set)

@@ -1,3 +1,3 @@
 """Built-in search spaces; importing registers them."""
 
-from efsnas.spaces import nb201  # noqa: F401
+from efsnas.spaces import mobilenet, nb201  # noqa: F401

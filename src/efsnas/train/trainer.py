@@ -34,10 +34,11 @@ class SupernetTrainer:
                  identity: dict, epochs: int, batch_size: int, lr: float, lr_min: float,
                  momentum: float, nesterov: bool, weight_decay: float, wd_weights_only: bool,
                  label_smoothing: float, grad_clip: float | None, seed: int,
-                 steps_per_epoch: int | None = None, device: torch.device = torch.device("cpu"),
+                 steps_per_epoch: int | None = None, device: torch.device | str = "cpu",
                  amp: bool = True, amp_dtype: str = "bfloat16", channels_last: bool = False,
                  augment: str | None = None, tensorboard: bool = False, progress: bool = True,
                  dist: DistContext | None = None) -> None:
+        device = torch.device(device)
         self.supernets = supernets.to(device)
         if channels_last:
             self.supernets.to(memory_format=torch.channels_last)

@@ -1,0 +1,102 @@
+"""`efsnas correlate`: ranking quality of predicted scores against a ground truth."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from efsnas.cli.common import read_json
+from efsnas.registry import create_criterion, create_space, list_criteria, list_spaces
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("correlate", help="Kendall tau / Spearman rho of scores vs ground truth",
+                       description="Compare predicted scores with ground-truth accuracies: "
+                                   "Kendall tau over all cells and the top 1%% / top 50%% / "
+                                   "bottom 50%% by ground truth, Spearman rho, the true rank of "
+                                   "the predicted best cell, and tau per subspace of a split.")
+    p.add_argument("predictions", metavar="PREDICTIONS",
+                   help="JSON mapping cell -> score, or the evaluator's scores.json "
+                        '(an object whose "scores" key holds that mapping)')
+    p.add_argument("ground_truth", metavar="GROUND_TRUTH",
+                   help="JSON mapping cell -> accuracy, or an official NAS-Bench-201 / "
+                        "NATS-Bench file (needs nas_201_api or nats_bench)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--plot", metavar="FILE", help="write a scatter plot (PNG) coloured by subspace")
+    p.add_argument("--space", default="nb201", choices=list_spaces(),
+                   help="search space of the cells (default nb201)")
+    p.add_argument("--criterion", default="nonlinearity", choices=list_criteria(),
+                   help="split whose subspaces get a tau each (default nonlinearity)")
+    p.add_argument("--groups", default=None,
+                   help="count grouping for the nonlinearity split, e.g. '0,1/2/3'")
+    return p
+
+
+def load_predictions(path: str) -> dict[str, float]:
+    from efsnas.evaluate.ranking import validate_scores
+
+    data = read_json(path, "predictions")
+    if isinstance(data, dict) and isinstance(data.get("scores"), dict):
+        data = data["scores"]
+    return validate_scores(data, f"predictions {path}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from efsnas.evaluate.ranking import correlate, load_ground_truth
+
+    predicted = load_predictions(args.predictions)
+    truth = load_ground_truth(args.ground_truth)
+    space = create_space(args.space)
+    kw = {"groups": args.groups} if args.groups and args.criterion == "nonlinearity" else {}
+    split = create_criterion(args.criterion, **kw).split(space)
+
+    def subspace_of(cell: str) -> str:
+        return split.subspaces[split.route(space.parse(cell))].name
+
+    stats = correlate(predicted, truth, subspace_of=subspace_of)
+    if args.plot:
+        from efsnas.evaluate.plots import scatter_plot
+
+        scatter_plot(predicted, truth, args.plot, subspace_of=subspace_of,
+                     title=f"{args.predictions} ({split.criterion} split)")
+    if args.json:
+        print(json.dumps(stats, indent=1))
+    else:
+        print(format_table(stats, criterion=split.criterion))
+        if args.plot:
+            print(f"plot written to {args.plot}")
+    return 0
+
+
+def _num(v: float | None, digits: int = 4) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _row(label: str, stat: dict, key: str = "tau") -> str:
+    reason = f"  ({stat['reason']})" if stat["reason"] else ""
+    return f"{label:<26}{stat['n']:>7}  {_num(stat[key])}{reason}"
+
+
+def format_table(stats: dict, *, criterion: str = "") -> str:
+    n = stats["counts"]
+    lines = [f"cells: {n['shared']} shared, {n['only_in_predictions']} only in predictions, "
+             f"{n['only_in_truth']} only in ground truth"]
+    for key, what in (("only_in_predictions", "only in predictions"),
+                      ("only_in_truth", "only in ground truth"),
+                      ("non_finite", "with NaN/inf, left out")):
+        if n[key]:
+            more = " ..." if n[key] > len(stats["examples"][key]) else ""
+            lines.append(f"  {n[key]} {what}, e.g. {', '.join(stats['examples'][key])}{more}")
+    lines.append(f"{'metric':<26}{'cells':>7}  value")
+    for k, v in stats["kendall_tau"].items():
+        lines.append(_row(f"Kendall tau ({k.replace('_', ' ')})", v))
+    lines.append(_row("Spearman rho", stats["spearman_rho"], "rho"))
+    if "per_subspace" in stats:
+        lines.append(f"Kendall tau per subspace{f' ({criterion} split)' if criterion else ''}:")
+        lines += [_row(f"  {name}", v) for name, v in stats["per_subspace"].items()]
+    b = stats["best_predicted"]
+    if b:
+        lines.append(f"predicted best: {b['cell']} (score {_num(b['predicted'])}): true accuracy "
+                     f"{_num(b['true_accuracy'], 2)}, rank {b['true_rank']} of {b['of']} "
+                     f"(true best {_num(b['true_best_accuracy'], 2)})")
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""`efsnas evaluate`: score cells with their own supernets (a list, a sample, or all)."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+from efsnas.cli.common import read_json, write_json_atomic
+from efsnas.errors import UsageError
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "evaluate", help="score subnets with the supernets of a trained run",
+        description="Score subnets by top-1 (and loss) on the held-out set, each with the "
+                    "supernet of its own subspace; one forward pass per equivalence class. "
+                    "Resumable: a killed evaluation continues where it stopped. Under torchrun "
+                    "the subnets are sharded across ranks.")
+    p.add_argument("run_dir", metavar="RUN", help="run folder of `efsnas train` / `efsnas run`")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--all", action="store_true", help="every valid subnet (enumerable spaces)")
+    what.add_argument("--sample", type=int, metavar="N", help="N random valid subnets")
+    what.add_argument("--cells", metavar="FILE",
+                      help="JSON list of subnets in text form (or a mapping whose keys are)")
+    p.add_argument("--output", metavar="FILE", help="default: RUN/scores.json")
+    p.add_argument("--bn", choices=["batch", "recalibrate"], help="BN statistics (eval.bn)")
+    p.add_argument("--max-images", type=int, help="held-out images used (eval.max_images)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --sample")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def select_subnets(space, args) -> list:
+    if args.cells:
+        items = read_json(args.cells, "cell list")
+        items = list(items) if isinstance(items, (list, dict)) else None
+        if items is None or not all(isinstance(c, str) for c in items):
+            raise UsageError(f"{args.cells} must hold a JSON list of subnet strings")
+        return [space.parse(c) for c in items]
+    if args.sample:
+        rng = random.Random(args.seed)
+        if space.enumerable:
+            pool = [s for s in space.enumerate() if space.is_valid(s)]
+            return rng.sample(pool, min(args.sample, len(pool)))
+        return [space.sample(rng) for _ in range(args.sample)]
+    return [s for s in space.enumerate() if space.is_valid(s)]
+
+
+def run(args: argparse.Namespace) -> int:
+    from efsnas import pipeline
+    from efsnas.evaluate.scorer import gather_results, score_many, scores_path_state
+
+    overrides = []
+    if args.bn:
+        overrides.append(f"eval.bn={args.bn}")
+    if args.max_images:
+        overrides.append(f"eval.max_images={args.max_images}")
+    st = pipeline.open_run(args.run_dir, overrides=overrides)
+    subnets = select_subnets(st.space, args)
+    out = st.run_dir / "scores.json" if not args.output else __import__("pathlib").Path(args.output)
+    part = out.with_name(out.name + f".rank{st.dist.rank}.partial")
+    done = scores_path_state(part) or scores_path_state(out)
+    scorer = pipeline.make_scorer(st)
+    meta = {"run": str(st.run_dir), "bn": st.cfg.eval.bn, "images": sum(len(y) for _, y in
+                                                                         scorer.batches)}
+
+    def save(results):
+        write_json_atomic(part, {"scores": {k: v["top1"] for k, v in results.items()},
+                                 "loss": {k: v["loss"] for k, v in results.items()}})
+
+    t0 = time.time()
+    results = score_many(scorer, subnets, done=done, checkpoint=save, rank=st.dist.rank,
+                         world_size=st.dist.world_size,
+                         progress=not args.no_progress and st.dist.is_main)
+    results = gather_results(results, st.dist.world_size)
+    wanted = {st.space.format(s) for s in subnets}
+    results = {k: v for k, v in results.items() if k in wanted}
+    if st.dist.is_main:
+        write_json_atomic(out, {
+            "scores": {k: v["top1"] for k, v in sorted(results.items())},
+            "loss": {k: v["loss"] for k, v in sorted(results.items())},
+            "meta": {**meta, "subnets": len(results), "forward_passes": scorer.evaluated,
+                     "seconds": time.time() - t0},
+        })
+        print(f"scored {len(results)} subnets ({scorer.evaluated} forward passes, "
+              f"{time.time() - t0:.1f}s): {out}")
+    part.unlink(missing_ok=True)
+    return 0

@@ -1,0 +1,67 @@
+"""`efsnas retrain`: train a subnet stand-alone and report its test accuracy."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from efsnas.cli.common import add_config_args, config_from_args, read_json, write_json_atomic
+from efsnas.errors import UsageError
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "retrain", help="train one subnet stand-alone (the found one, or any given)",
+        description="Train a subnet as a stand-alone network with the retrain recipe "
+                    "(config section `retrain`) and report its top-1 on the test set (the "
+                    "held-out part when the dataset has no test set).")
+    p.add_argument("cell", nargs="?", help="subnet in text form; default: the best subnet in "
+                                           "RUN/result.json (with --run)")
+    p.add_argument("--run", metavar="RUN", help="run folder whose config and result to use")
+    p.add_argument("--seeds", type=int, default=1, help="independent trainings (default 1)")
+    add_config_args(p, default_preset="default")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from efsnas import pipeline
+    from efsnas.config import RunConfig, _merge, load_config, parse_override
+    from efsnas.train.distributed import init_distributed
+
+    if args.run:
+        cfg_path = Path(args.run) / "config.yaml"
+        if not cfg_path.is_file():
+            raise UsageError(f"{args.run} is not a run folder (no config.yaml)")
+        data = yaml.safe_load(cfg_path.read_text())
+        for item in args.set:
+            data = _merge(data, parse_override(item))
+        cfg = RunConfig.model_validate(data)
+        out_dir = Path(args.out or args.run)
+    else:
+        cfg = config_from_args(args) if (args.config or args.set or args.preset) else load_config()
+        out_dir = Path(args.out or cfg.out)
+    text = args.cell
+    if text is None:
+        if not args.run:
+            raise UsageError("give a subnet to retrain, or --run RUN to retrain its best subnet")
+        result = read_json(Path(args.run) / "result.json", "search result")
+        text = result["best"]["cell"]
+    _, device = init_distributed(cfg.train.device)
+    ds = pipeline.load_data_for(cfg)
+    space = pipeline.build_space(cfg, ds)
+    subnet = space.parse(text)
+    if not space.is_valid(subnet):
+        raise UsageError(f"{text} is not a valid {space.name} subnet (e.g. disconnected)")
+    runs = [pipeline.retrain_subnet(cfg, space, ds, subnet, seed=cfg.train.seed + i,
+                                    device=device, progress=cfg.train.progress)
+            for i in range(args.seeds)]
+    mean = sum(r["top1"] for r in runs) / len(runs)
+    out = {"cell": space.format(subnet), "top1_mean": mean, "runs": runs,
+           "recipe": cfg.retrain.model_dump(), "data": ds.description}
+    write_json_atomic(out_dir / "retrain.json", out)
+    print(f"{space.format(subnet)}: top-1 {mean:.2f}% on {runs[0]['evaluated_on']} "
+          f"({len(runs)} seed(s)); FLOPs {runs[0]['flops']:,}, params {runs[0]['params']:,}")
+    print(f"written: {out_dir / 'retrain.json'}")
+    return 0

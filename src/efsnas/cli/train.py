@@ -1,0 +1,32 @@
+"""`efsnas train`: train the few-shot supernets of a run (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+
+from efsnas.cli.common import add_config_args, config_from_args, write_json_atomic
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "train", help="train the few-shot supernets (resumes an interrupted run)",
+        description="Train one supernet per subspace of the split. Rerunning the same command "
+                    "resumes from the run folder's checkpoint. Works under torchrun.")
+    add_config_args(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from efsnas import pipeline
+
+    cfg = config_from_args(args)
+    st = pipeline.setup(cfg, force=args.force)
+    if st.dist.is_main:
+        print(f"data: {st.data.description}")
+        print(f"split: {st.split.criterion}, K={len(st.split)}, G={st.split.width_divisor}, "
+              f"{sum(p.numel() for p in st.supernets.parameters()):,} supernet parameters")
+    summary = pipeline.train(st)
+    if st.dist.is_main:
+        write_json_atomic(st.run_dir / "train.json", {**summary, **st.supernets.describe()})
+        print(f"supernets trained: {st.run_dir / 'checkpoint.pt'}")
+    return 0

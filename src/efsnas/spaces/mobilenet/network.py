@@ -1,0 +1,195 @@
+"""MobileNet-space networks built from one set of modules, two ways.
+
+`MobileNetNetwork` is the stand-alone network of one subnet (only its chosen MBConvs are built);
+`MobileNetSupernet` holds all six MBConvs of every layer and takes the subnet to run in `forward`.
+Both share module names (`layers.<i>.ops.<token>...`), so extracting a subnet is a state-dict copy.
+
+BatchNorm keeps running statistics by default (the ImageNet recipe). Before scoring a subnet,
+re-estimate them with standard torch: `m.reset_running_stats(); m.momentum = None` on every
+BatchNorm, then forward training batches in train mode (efsnas.evaluate.scorer does this with
+`bn="recalibrate"`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from efsnas.api.supernet import Supernet
+from efsnas.spaces.mobilenet.encoding import (
+    MBCONV_CHOICES,
+    NUM_LAYERS,
+    SKIP,
+    TOKENS,
+    ChannelPlan,
+    LayerPlan,
+    Subnet,
+    channel_plan,
+    is_valid,
+)
+
+# ---- operations table ---------------------------------------------------------------------
+
+
+def _conv_bn(c_in: int, c_out: int, k: int, stride: int, groups: int, affine: bool, track: bool,
+             act: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(c_out, affine=affine, track_running_stats=track),
+    ]
+    if act:
+        layers.append(nn.ReLU6(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class MBConv(nn.Module):
+    """Inverted residual: [Conv1x1 expand, BN, ReLU6]; depthwise kxk, BN, ReLU6; Conv1x1, BN.
+
+    The expand conv is absent for expansion 1. The residual add happens when `residual` is
+    None and stride is 1 with matching channels, or when `residual` is True.
+    """
+
+    def __init__(self, c_in: int, c_out: int, *, kernel: int, expand: int, stride: int,
+                 affine: bool = True, track: bool = True, residual: bool | None = None):
+        super().__init__()
+        mid = c_in * expand
+        self.expand = (_conv_bn(c_in, mid, 1, 1, 1, affine, track, act=True)
+                       if expand != 1 else None)
+        self.depthwise = _conv_bn(mid, mid, kernel, stride, mid, affine, track, act=True)
+        self.project = _conv_bn(mid, c_out, 1, 1, 1, affine, track, act=False)
+        self.residual = (stride == 1 and c_in == c_out) if residual is None else residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x if self.expand is None else self.expand(x)
+        y = self.project(self.depthwise(y))
+        return x + y if self.residual else y
+
+
+# ---- searchable layer ------------------------------------------------------------------------
+
+
+class ChoiceLayer(nn.Module):
+    """One searchable layer holding the MBConvs of `choices` (Identity has no module)."""
+
+    def __init__(self, plan: LayerPlan, choices: Iterable[int], affine: bool, track: bool):
+        super().__init__()
+        self.can_skip = plan.can_skip
+        self.ops = nn.ModuleDict({
+            TOKENS[c]: MBConv(plan.c_in, plan.c_out, kernel=MBCONV_CHOICES[c][0],
+                              expand=MBCONV_CHOICES[c][1], stride=plan.stride, affine=affine,
+                              track=track)
+            for c in choices if c != SKIP
+        })
+
+    def forward(self, x: torch.Tensor, choice: int) -> torch.Tensor:
+        if choice == SKIP:
+            if not self.can_skip:
+                raise ValueError("Identity is not allowed at the first layer of a stage")
+            return x
+        return self.ops[TOKENS[choice]](x)
+
+
+class _Body(nn.Module):
+    """Stem, fixed first MBConv, 21 searchable layers, head and classifier."""
+
+    def __init__(self, plan: ChannelPlan, *, in_channels: int, num_classes: int,
+                 choices_per_layer: Sequence[Iterable[int]], affine: bool, track: bool,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.stem = _conv_bn(in_channels, plan.stem, 3, 2, 1, affine, track, act=True)
+        # ProxylessNAS's first block has no shortcut, whatever the widths.
+        self.first = MBConv(plan.stem, plan.first, kernel=3, expand=1, stride=1, affine=affine,
+                            track=track, residual=False)
+        self.layers = nn.ModuleList(
+            ChoiceLayer(lp, ch, affine, track)
+            for lp, ch in zip(plan.layers, choices_per_layer, strict=True)
+        )
+        self.head = _conv_bn(plan.layers[-1].c_out, plan.head, 1, 1, 1, affine, track, act=True)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.classifier = nn.Linear(plan.head, num_classes)
+
+    def forward(self, x: torch.Tensor, subnet: Subnet) -> torch.Tensor:
+        x = self.first(self.stem(x))
+        for layer, choice in zip(self.layers, subnet, strict=True):
+            x = layer(x, choice)
+        x = self.head(x).mean((2, 3))  # global pool; contiguous (N, C) in either memory format
+        return self.classifier(self.dropout(x))
+
+    def active_modules(self, subnet: Subnet) -> list[nn.Module]:
+        mods: list[nn.Module] = [self.stem, self.first]
+        mods += [layer.ops[TOKENS[c]]
+                 for layer, c in zip(self.layers, subnet, strict=True) if c != SKIP]
+        return mods + [self.head, self.classifier]
+
+
+def _check(subnet: Sequence[int]) -> Subnet:
+    subnet = tuple(int(c) for c in subnet)
+    if not is_valid(subnet) or not all(0 <= c <= SKIP for c in subnet):
+        raise ValueError(f"not a valid mobilenet subnet: {subnet}")
+    return subnet
+
+
+def _check_size(in_channels: int, num_classes: int, width_mult: float, width_divisor: int) -> None:
+    for name, v in (("in_channels", in_channels), ("num_classes", num_classes),
+                    ("width_divisor", width_divisor)):
+        if int(v) < 1:
+            raise ValueError(f"mobilenet network needs {name} >= 1, got {v}")
+    if not width_mult > 0:
+        raise ValueError(f"mobilenet network needs width_mult > 0, got {width_mult}")
+
+
+# ---- the two builds -------------------------------------------------------------------------
+
+
+class MobileNetNetwork(nn.Module):
+    """Stand-alone network for one subnet; skipped layers hold no module."""
+
+    def __init__(self, subnet: Sequence[int], *, in_channels: int = 3, num_classes: int = 1000,
+                 width_mult: float = 1.0, width_divisor: int = 1, affine: bool = True,
+                 track_running_stats: bool = True, dropout: float = 0.0):
+        super().__init__()
+        _check_size(in_channels, num_classes, width_mult, width_divisor)
+        self.subnet = _check(subnet)
+        self.plan = channel_plan(width_mult, width_divisor)
+        self.body = _Body(self.plan, in_channels=in_channels, num_classes=num_classes,
+                          choices_per_layer=[[c] for c in self.subnet], affine=affine,
+                          track=track_running_stats, dropout=float(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x, self.subnet)
+
+
+class MobileNetSupernet(Supernet):
+    """All six MBConvs of every searchable layer; `forward(x, subnet)` runs only the chosen ones."""
+
+    def __init__(self, *, in_channels: int = 3, num_classes: int = 1000, width_mult: float = 1.0,
+                 width_divisor: int = 1, affine: bool = True, track_running_stats: bool = True):
+        super().__init__()
+        _check_size(in_channels, num_classes, width_mult, width_divisor)
+        self.config = dict(in_channels=in_channels, num_classes=num_classes,
+                           width_mult=float(width_mult), width_divisor=width_divisor,
+                           affine=affine, track_running_stats=track_running_stats)
+        self.plan = channel_plan(width_mult, width_divisor)
+        every = [range(len(MBCONV_CHOICES))] * NUM_LAYERS
+        self.body = _Body(self.plan, in_channels=in_channels, num_classes=num_classes,
+                          choices_per_layer=every, affine=affine, track=track_running_stats)
+
+    def forward(self, x: torch.Tensor, subnet: Subnet) -> torch.Tensor:
+        if len(subnet) != NUM_LAYERS:
+            raise ValueError(f"a mobilenet subnet has {NUM_LAYERS} choices, got {len(subnet)}")
+        return self.body(x, subnet)
+
+    def extract(self, subnet: Subnet) -> MobileNetNetwork:
+        net = MobileNetNetwork(subnet, **self.config)
+        own = self.state_dict()
+        net.load_state_dict({k: own[k].clone() for k in net.state_dict()}, strict=True)
+        return net
+
+    def subnet_parameters(self, subnet: Subnet) -> list[nn.Parameter]:
+        return [p for m in self.body.active_modules(_check(subnet)) for p in m.parameters()]
+
+    def describe(self) -> dict:
+        return {"space": "mobilenet", "structure": "separate", **self.config,
+                "channels": self.plan.as_dict()}

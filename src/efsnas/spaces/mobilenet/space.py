@@ -1,0 +1,164 @@
+"""The MobileNet (ProxylessNAS-style, ImageNet) search space as a plug-in.
+
+Expected figures (method sections 2.2, 3, 7): 21 layers, 6^6 x 7^15 ~ 2.2e17 valid subnets.
+Under uniform sampling the number of Identity layers among the 15 skippable ones is
+Binomial(15, 1/7), so counts 42/40/38/36/34 have probability 0.099/0.248/0.289/0.209/0.104 and
+counts <= 32 (the "rest" group) 0.052. Costs at 224 px and 1000 classes, full width
+(multiply-accumulates of conv and linear layers; parameters with BN affine): all-k3e6
+539.9 MFLOPs, 4.71 M; all-k7e6 693.5 MFLOPs, 5.14 M; all-k3e3 291.1 MFLOPs, 3.20 M; the
+smallest (k3e3 at stage-first layers, skip elsewhere) 108.9 MFLOPs, 2.16 M. The paper's searched
+networks: 516-544 MFLOPs, 4.8-4.9 M parameters.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from efsnas.api.search_space import EvolutionMixin, SearchSpace, Subnet
+from efsnas.errors import UsageError
+from efsnas.registry import register_space
+from efsnas.spaces.mobilenet import encoding as E
+from efsnas.spaces.mobilenet.network import MobileNetNetwork, MobileNetSupernet
+
+
+def _out(h: int, stride: int) -> int:
+    """Output size of a conv with odd kernel k and padding k // 2."""
+    return (h - 1) // stride + 1
+
+
+class MobileNetSpace(EvolutionMixin, SearchSpace):
+    """21 searchable MBConv-or-Identity layers in 6 stages between a fixed stem and head."""
+
+    name = "mobilenet"
+
+    def __init__(self, *, num_classes: int = 1000, input_size: int = 224, in_channels: int = 3,
+                 width_mult: float = 1.0) -> None:
+        for key, v in (("num_classes", num_classes), ("input_size", input_size),
+                       ("in_channels", in_channels)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise UsageError(f"mobilenet space: {key} must be a positive integer, got {v!r}")
+        if not isinstance(width_mult, (int, float)) or not width_mult > 0:
+            raise UsageError(f"mobilenet space: width_mult must be a positive number, got "
+                             f"{width_mult!r}")
+        self.num_classes, self.input_size, self.in_channels = num_classes, input_size, in_channels
+        self.width_mult = float(width_mult)
+
+    # encoding
+    @property
+    def choices(self) -> tuple[int, ...]:
+        return (E.NUM_CHOICES,) * E.NUM_LAYERS
+
+    def parse(self, text: str) -> Subnet:
+        return E.parse_subnet(text)
+
+    def format(self, subnet: Subnet) -> str:
+        return E.format_subnet(subnet)
+
+    def is_valid(self, subnet: Subnet) -> bool:
+        return E.is_valid(subnet)
+
+    # sampling: draw valid subnets directly (uniform over valid ones, as rejection would be)
+    def sample_valid(self, rng: random.Random) -> Subnet:
+        return tuple(rng.randrange(E.NUM_CHOICES if i not in E.STAGE_FIRST else E.SKIP)
+                     for i in range(E.NUM_LAYERS))
+
+    def sample(self, rng: random.Random) -> Subnet:
+        return self.sample_valid(rng)
+
+    def sample_where(self, predicate: Callable[[Subnet], bool], rng: random.Random, *,
+                     max_tries: int = 100_000) -> Subnet:
+        for _ in range(max_tries):
+            s = self.sample_valid(rng)
+            if predicate(s):
+                return s
+        raise UsageError(
+            f"no valid {self.name} subnet satisfying the constraint in {max_tries} draws: "
+            "the subspace is empty or too rare; check the split"
+        )
+
+    # counting
+    def nonlinearity_count(self, subnet: Subnet) -> int:
+        return E.nonlinearity_count(subnet)
+
+    @property
+    def possible_counts(self) -> tuple[int, ...]:
+        return E.POSSIBLE_COUNTS
+
+    @property
+    def default_groups(self) -> tuple[tuple, ...]:
+        return ((34,), (36,), (38,), (40,), (42,), ("rest",))
+
+    @property
+    def default_width_divisor(self) -> int:
+        return 2  # K=6 supernets at half width (the paper's setting)
+
+    # costs: multiply-accumulates of conv and linear layers (batch 1); parameters with BN affine
+    def _cost(self, subnet: Subnet, width_divisor: int, affine: bool) -> tuple[int, int]:
+        subnet = self.check(subnet)
+        plan = E.channel_plan(self.width_mult, self._divisor(width_divisor))
+        bn = 2 if affine else 0
+        h = _out(self.input_size, 2)
+        macs = h * h * self.in_channels * plan.stem * 9
+        params = self.in_channels * plan.stem * 9 + bn * plan.stem
+        # fixed first block: depthwise 3x3 and project, stride 1
+        macs += h * h * plan.stem * (9 + plan.first)
+        params += plan.stem * (9 + bn + plan.first) + bn * plan.first
+        for lp, c in zip(plan.layers, subnet, strict=True):
+            ho = _out(h, lp.stride)
+            if c != E.SKIP:
+                k, e = E.MBCONV_CHOICES[c]
+                mid = lp.c_in * e
+                macs += h * h * lp.c_in * mid + ho * ho * mid * (k * k + lp.c_out)
+                params += mid * (lp.c_in + bn + k * k + bn + lp.c_out) + bn * lp.c_out
+            h = ho
+        c_last = plan.layers[-1].c_out
+        macs += h * h * c_last * plan.head + plan.head * self.num_classes
+        params += c_last * plan.head + bn * plan.head + (plan.head + 1) * self.num_classes
+        return macs, params
+
+    def flops(self, subnet: Subnet, *, width_divisor: int = 1) -> int:
+        return self._cost(subnet, width_divisor, True)[0]
+
+    def params(self, subnet: Subnet, *, width_divisor: int = 1, affine: bool = True) -> int:
+        return self._cost(subnet, width_divisor, affine)[1]
+
+    # modules
+    @staticmethod
+    def _divisor(width_divisor: int) -> int:
+        if not isinstance(width_divisor, int) or width_divisor < 1:
+            raise UsageError(f"width divisor must be a positive integer, got {width_divisor!r}")
+        return width_divisor
+
+    def channels(self, *, width_divisor: int = 1) -> dict:
+        """Resolved widths (stem, first block, the six stages, head) at this divisor."""
+        return E.channel_plan(self.width_mult, self._divisor(width_divisor)).as_dict()
+
+    def build_network(self, subnet: Subnet, *, width_divisor: int = 1, affine: bool = True,
+                      track_running_stats: bool = True, dropout: float = 0.0
+                      ) -> MobileNetNetwork:
+        subnet = self.check(subnet)
+        if not self.is_valid(subnet):
+            raise UsageError(f"{self.format(subnet)} is not a valid {self.name} subnet: the first "
+                             "layer of a stage cannot be skip")
+        return MobileNetNetwork(subnet, in_channels=self.in_channels,
+                                num_classes=self.num_classes, width_mult=self.width_mult,
+                                width_divisor=self._divisor(width_divisor), affine=affine,
+                                track_running_stats=track_running_stats, dropout=dropout)
+
+    def build_supernet(self, *, width_divisor: int = 1, affine: bool = True,
+                       track_running_stats: bool = True) -> MobileNetSupernet:
+        return MobileNetSupernet(in_channels=self.in_channels, num_classes=self.num_classes,
+                                 width_mult=self.width_mult,
+                                 width_divisor=self._divisor(width_divisor), affine=affine,
+                                 track_running_stats=track_running_stats)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "num_classes": self.num_classes,
+                "input_size": self.input_size, "in_channels": self.in_channels,
+                "width_mult": self.width_mult, "channels": self.channels()}
+
+
+@register_space("mobilenet")
+def mobilenet(**kwargs) -> MobileNetSpace:
+    return MobileNetSpace(**kwargs)

@@ -1,0 +1,74 @@
+"""Training one subnet as a stand-alone network (retraining, building ground truth)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from efsnas.train.step import build_optimizer
+
+
+@torch.inference_mode()
+def accuracy(net: nn.Module, batches, *, autocast=contextlib.nullcontext) -> tuple[float, float]:
+    """Top-1 (%) and mean loss of a network in eval mode over fixed batches."""
+    net.eval()
+    correct, loss, n = 0, 0.0, 0
+    for x, y in batches:
+        with autocast():
+            logits = net(x)
+        correct += int((logits.argmax(1) == y).sum())
+        loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+        n += len(y)
+    return 100.0 * correct / max(n, 1), loss / max(n, 1)
+
+
+def train_network(net: nn.Module, train_set, *, epochs: int, batch_size: int, lr: float,
+                  lr_min: float = 0.0, momentum: float = 0.9, nesterov: bool = True,
+                  weight_decay: float = 5e-4, wd_weights_only: bool = False,
+                  label_smoothing: float = 0.0, grad_clip: float | None = 5.0,
+                  augment: str | None = None, seed: int = 0, device: torch.device | str = "cpu",
+                  autocast=contextlib.nullcontext, channels_last: bool = False,
+                  progress: bool = False) -> dict:
+    """Plain supervised training with SGD and a per-epoch cosine schedule; returns a summary."""
+    torch.manual_seed(seed)
+    device = torch.device(device)
+    net.to(device)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+    opt = build_optimizer(net, lr=lr, momentum=momentum, nesterov=nesterov,
+                          weight_decay=weight_decay, wd_weights_only=wd_weights_only)
+    t0, last_loss = time.time(), float("nan")
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs, desc="retrain", leave=False, dynamic_ncols=True)
+    for epoch in range(epochs):
+        for g in opt.param_groups:
+            g["lr"] = lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+        net.train()
+        total, n = torch.zeros((), device=device), 0
+        for x, y in train_set.batches(batch_size, shuffle=True, seed=seed, epoch=epoch,
+                                      augment=augment, device=device, drop_last=True,
+                                      channels_last=channels_last):
+            opt.zero_grad(set_to_none=True)
+            with autocast():
+                loss = F.cross_entropy(net(x), y, label_smoothing=label_smoothing)
+            loss.backward()
+            if grad_clip:
+                nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+            opt.step()
+            total += loss.detach() * len(y)
+            n += len(y)
+        last_loss = float(total) / max(n, 1)
+        if bar is not None:
+            bar.set_postfix(loss=f"{last_loss:.3f}")
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return {"epochs": epochs, "train_loss": last_loss, "seconds": time.time() - t0}

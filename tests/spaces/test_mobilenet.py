@@ -1,0 +1,300 @@
+import random
+from collections import Counter
+from math import comb
+
+import pytest
+import torch
+from torch import nn
+
+from efsnas import create_criterion, create_space
+from efsnas.errors import UsageError
+from efsnas.spaces.mobilenet.encoding import NUM_LAYERS, SKIP, STAGE_FIRST, TOKENS
+
+TINY = dict(width_mult=0.25, input_size=32, num_classes=5)
+
+
+@pytest.fixture(scope="module")
+def space():
+    return create_space("mobilenet")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return create_space("mobilenet", **TINY)
+
+
+def uniform(token: str) -> tuple[int, ...]:
+    return (TOKENS.index(token),) * NUM_LAYERS
+
+
+def with_skips(base: str, skips) -> tuple[int, ...]:
+    return tuple(SKIP if i in skips else TOKENS.index(base) for i in range(NUM_LAYERS))
+
+
+def count_module(net: nn.Module, input_size: int, in_channels: int = 3) -> tuple[int, int]:
+    """Multiply-accumulates of conv and linear layers (batch 1) and parameters, measured."""
+    macs = 0
+
+    def hook(m, _inp, out):
+        nonlocal macs
+        if isinstance(m, nn.Conv2d):
+            kh, kw = m.kernel_size
+            macs += out[0].numel() * (m.in_channels // m.groups) * kh * kw
+        else:
+            macs += m.in_features * m.out_features
+
+    handles = [m.register_forward_hook(hook) for m in net.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    device = next(net.parameters()).device
+    net.eval()
+    with torch.no_grad():
+        net(torch.empty(1, in_channels, input_size, input_size, device=device))
+    for h in handles:
+        h.remove()
+    return macs, sum(p.numel() for p in net.parameters())
+
+
+# ---- encoding ---------------------------------------------------------------------------------
+
+
+def test_choices_and_size(space):
+    assert space.choices == (7,) * 21
+    assert not space.enumerable
+    assert sorted(STAGE_FIRST) == [0, 4, 8, 12, 16, 20]
+    assert space.possible_counts == tuple(range(12, 43, 2))
+
+
+def test_text_round_trip(space):
+    rng = random.Random(0)
+    for _ in range(200):
+        s = space.sample_raw(rng)
+        assert space.parse(space.format(s)) == s
+        assert space.from_index(space.index(s)) == s
+    text = "k3e6-k5e3-skip-k7e6-" + "-".join(["k3e3"] * 17)
+    assert space.format(space.parse(text)) == text
+    assert space.parse(text)[:4] == (1, 2, 6, 5)
+
+
+@pytest.mark.parametrize("bad,part", [
+    ("-".join(["k3e6"] * 20), "expected 21 tokens"),
+    ("-".join(["k3e6"] * 5 + ["k9e6"] + ["k3e6"] * 15), "token 5 ('k9e6')"),
+    ("-".join(["k3e6"] * 20 + ["identity"]), "token 20 ('identity')"),
+    ("k3e6--" + "-".join(["k3e6"] * 19), "token 1 ('')"),
+])
+def test_parse_errors_are_one_line(space, bad, part):
+    with pytest.raises(UsageError) as e:
+        space.parse(bad)
+    msg = str(e.value)
+    assert part in msg and "\n" not in msg
+    if part.startswith("token"):
+        assert "k3e3, k3e6, k5e3, k5e6, k7e3, k7e6, skip" in msg
+
+
+def test_identity_at_stage_first_layer_is_invalid(space):
+    assert space.is_valid(uniform("k3e6"))
+    for i in range(NUM_LAYERS):
+        s = with_skips("k5e6", {i})
+        assert space.is_valid(s) == (i not in STAGE_FIRST)
+    with pytest.raises(UsageError, match="cannot be skip"):
+        space.build_network(with_skips("k3e3", {4}))
+
+
+def test_count_is_twice_the_mbconvs(space):
+    assert space.nonlinearity_count(uniform("k3e6")) == 42
+    skippable = [i for i in range(NUM_LAYERS) if i not in STAGE_FIRST]
+    for n in range(len(skippable) + 1):
+        s = with_skips("k7e3", set(skippable[:n]))
+        assert space.nonlinearity_count(s) == 2 * (21 - n)
+    assert space.nonlinearity_count(with_skips("k3e3", skippable)) == 12
+
+
+def test_sampling_is_uniform_valid_and_reproducible(space):
+    draws = [space.sample(random.Random(7)) for _ in range(2)]
+    assert draws[0] == draws[1]
+    rng = random.Random(1)
+    samples = [space.sample(rng) for _ in range(3000)]
+    assert all(space.is_valid(s) for s in samples)
+    first = Counter(s[0] for s in samples)
+    other = Counter(s[1] for s in samples)
+    assert set(first) == set(range(6)) and set(other) == set(range(7))
+    assert min(other.values()) > 3000 / 7 * 0.8
+
+
+def test_count_distribution_matches_method(space):
+    rng = random.Random(2024)
+    n = 20_000
+    counts = Counter(space.nonlinearity_count(space.sample(rng)) for _ in range(n))
+    # Binomial(15, 1/7) Identity layers among the 15 skippable ones.
+    exact = {42 - 2 * j: comb(15, j) * (1 / 7) ** j * (6 / 7) ** (15 - j) for j in range(5)}
+    method = {42: 0.10, 40: 0.25, 38: 0.29, 36: 0.21, 34: 0.10}
+    for c, p in method.items():
+        assert exact[c] == pytest.approx(p, abs=0.005)
+        assert counts[c] / n == pytest.approx(p, abs=0.02)
+    rest = sum(v for c, v in counts.items() if c <= 32) / n
+    assert rest == pytest.approx(0.05, abs=0.02)
+
+
+def test_mutate_and_crossover_stay_valid(space):
+    rng = random.Random(3)
+    a, b = space.sample(rng), space.sample(rng)
+    for _ in range(200):
+        m = space.mutate(a, rng)
+        assert m != a and space.is_valid(m)
+        assert space.is_valid(space.crossover(a, b, rng))
+
+
+def test_default_split_gives_six_subspaces_that_sample_fast(space):
+    split = create_criterion("nonlinearity").split(space)
+    assert len(split) == 6
+    assert split.width_divisor == 2
+    groups = [set(s.spec["counts"]) for s in split.subspaces]
+    assert groups[:5] == [{34}, {36}, {38}, {40}, {42}]
+    assert groups[5] == set(range(12, 33, 2))
+    rng = random.Random(5)
+    for k in range(6):
+        for _ in range(20):
+            s = space.sample_where(split.subspaces[k].contains, rng, max_tries=2000)
+            assert space.is_valid(s) and space.nonlinearity_count(s) in groups[k]
+            assert split.route(s) == k
+        assert split.route(split.sample(k, rng)) == k
+
+
+# ---- costs -----------------------------------------------------------------------------------
+
+FULL_SUBNETS = {
+    "all-k3e6": uniform("k3e6"),
+    "all-k7e6": uniform("k7e6"),
+    "skips": with_skips("k5e3", {1, 2, 3, 13, 17, 18, 19}),
+    "mixed": tuple([0, 6, 1, 5, 2, 3, 6, 4, 5, 6, 6, 1, 3, 0, 6, 2, 4, 6, 5, 1, 2]),
+}
+
+
+@pytest.mark.parametrize("name", list(FULL_SUBNETS))
+def test_costs_match_the_full_scale_module(space, name):
+    s = FULL_SUBNETS[name]
+    with torch.device("meta"):  # no weight memory or initialisation: shapes are enough
+        net = space.build_network(s)
+    assert count_module(net, 224) == (space.flops(s), space.params(s))
+    with torch.device("meta"):
+        half = space.build_network(s, width_divisor=2)
+    assert count_module(half, 224) == (space.flops(s, width_divisor=2),
+                                       space.params(s, width_divisor=2))
+    if name == "all-k3e6":
+        assert 500e6 < space.flops(s) < 580e6 and 4.5e6 < space.params(s) < 5.0e6
+
+
+@pytest.mark.parametrize("kw", [TINY, dict(width_mult=0.5, input_size=40, num_classes=10,
+                                            in_channels=1)])
+def test_costs_match_small_modules(kw):
+    space = create_space("mobilenet", **kw)
+    rng = random.Random(9)
+    for _ in range(3):
+        s = space.sample(rng)
+        for wd in (1, 2):
+            net = space.build_network(s, width_divisor=wd)
+            assert count_module(net, kw["input_size"], kw.get("in_channels", 3)) == (
+                space.flops(s, width_divisor=wd), space.params(s, width_divisor=wd))
+    assert space.params(s, affine=False) == sum(
+        p.numel() for p in space.build_network(s, affine=False).parameters())
+
+
+def test_channel_rounding(space, tiny):
+    assert space.channels() == {"stem": 32, "first": 16, "head": 1280,
+                                "stages": [32, 40, 80, 96, 192, 320]}
+    assert space.channels(width_divisor=2)["stages"] == [16, 24, 40, 48, 96, 160]
+    assert tiny.channels()["stages"] == [8, 12, 20, 24, 48, 80]
+    assert min(tiny.channels(width_divisor=2)["stages"]) == 8
+
+
+def test_bad_arguments(space):
+    with pytest.raises(UsageError, match="num_classes"):
+        create_space("mobilenet", num_classes=0)
+    with pytest.raises(UsageError, match="width_mult"):
+        create_space("mobilenet", width_mult=-1)
+    with pytest.raises(UsageError, match="width divisor"):
+        space.build_supernet(width_divisor=0)
+    with pytest.raises(UsageError, match="outside"):
+        space.flops((7,) * 21)
+
+
+# ---- modules ---------------------------------------------------------------------------------
+
+
+def _randomise_bn(module: nn.Module, gen: torch.Generator) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+
+
+def test_extract_gives_the_supernet_output(tiny):
+    torch.manual_seed(0)
+    sup = tiny.build_supernet()
+    _randomise_bn(sup, torch.Generator().manual_seed(1))
+    sup.eval()
+    x = torch.randn(2, 3, 32, 32)
+    rng = random.Random(4)
+    for s in [uniform("k7e6"), with_skips("k3e3", {1, 2, 3, 9})] + [tiny.sample(rng)
+                                                                    for _ in range(3)]:
+        net = sup.extract(s).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(net(x), sup(x, s), rtol=0, atol=1e-5)
+        # copies, not views: training the extracted network leaves the supernet alone
+        p = next(net.parameters())
+        assert p.data_ptr() != next(sup.parameters()).data_ptr()
+    # channels_last input runs and gives the same result
+    with torch.no_grad():
+        torch.testing.assert_close(sup(x.to(memory_format=torch.channels_last), s), sup(x, s),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_extract_at_reduced_width(tiny):
+    sup = tiny.build_supernet(width_divisor=2).eval()
+    s = tiny.sample(random.Random(0))
+    net = sup.extract(s).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), sup(x, s), rtol=0, atol=1e-5)
+    assert sup.describe()["channels"] == tiny.channels(width_divisor=2)
+
+
+def test_supernet_backward_touches_only_the_chosen_ops(tiny):
+    sup = tiny.build_supernet()
+    rng = random.Random(11)
+    x = torch.randn(4, 3, 32, 32)
+    for _ in range(3):
+        sup.zero_grad(set_to_none=True)
+        s = tiny.sample(rng)
+        out = sup(x, s)
+        assert out.shape == (4, 5)
+        out.square().mean().backward()
+        chosen = {id(p) for p in sup.subnet_parameters(s)}
+        for name, p in sup.named_parameters():
+            assert (p.grad is not None) == (id(p) in chosen), name
+        assert len(chosen) == len(list(sup.extract(s).parameters()))
+
+
+def test_supernet_holds_every_mbconv_and_rejects_bad_subnets(tiny):
+    sup = tiny.build_supernet()
+    assert all(set(layer.ops) == set(TOKENS[:6]) for layer in sup.body.layers)
+    net = tiny.build_network(with_skips("k3e3", {1, 2}))
+    assert len(net.body.layers[1].ops) == 0 and list(net.body.layers[0].ops) == ["k3e3"]
+    with pytest.raises(ValueError, match="first layer of a stage"):
+        sup(torch.randn(2, 3, 32, 32), with_skips("k3e3", {0}))
+
+
+def test_dropout_keeps_the_state_dict_keys(tiny):
+    s = tiny.sample(random.Random(1))
+    a = tiny.build_network(s, dropout=0.2)
+    b = tiny.build_supernet().extract(s)
+    assert a.state_dict().keys() == b.state_dict().keys()
+    assert any(isinstance(m, nn.Dropout) and m.p == 0.2 for m in a.modules())
+
+
+def test_describe_is_json_ready(tiny):
+    import json
+
+    json.dumps(tiny.describe())
+    json.dumps(tiny.build_supernet().describe())
