@@ -38,6 +38,7 @@ class SplitConfig(_Strict):
     gm_warmup_epochs: list[int] = Field(default_factory=lambda: [15, 30])
     gm_groups: int = Field(2, ge=2)
     gm_samples: int = Field(4, ge=1, description="subnets per operation for each gradient")
+    gm_balanced: bool = Field(False, description="only near-even cuts (the authors' 2|3 on nb201)")
 
 
 class DataConfig(_Strict):

@@ -245,3 +245,43 @@ def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: in
     return {**describe_subnet(space, subnet), "seed": seed, "top1": top1, "loss": loss,
             "evaluated_on": "test" if data.test is not None else "heldout",
             "images": len(evaluated), **summary}
+
+
+def search(st: Setup, scorer, *, truth: dict[str, float] | None = None, log_fn=print,
+           state_name: str = "search_state.json") -> dict:
+    """Search the space, each candidate scored by its own supernet; returns the result dict."""
+    from efsnas.search import create_searcher
+
+    s = st.cfg.search
+    kwargs = dict(space=st.space, seed=s.seed, top=s.top,
+                  max_flops=s.max_flops * 1e6 if s.max_flops else None,
+                  max_params=s.max_params * 1e6 if s.max_params else None,
+                  checkpoint=st.run_dir / state_name)
+    if s.strategy == "evolution":
+        kwargs.update(population=s.population, generations=s.generations, topk=s.topk,
+                      mutations=s.mutations, crossovers=s.crossovers, mutate_prob=s.mutate_prob)
+    else:
+        kwargs.update(budget=s.budget)
+    searcher = create_searcher(s.strategy, **kwargs)
+
+    def on_generation(info: dict) -> None:
+        log_fn(f"search generation {info['generation']}: best {info['best']:.2f}, "
+               f"evaluated {info.get('evaluated', '?')}")
+
+    result = searcher.run(scorer.score, on_generation=on_generation)
+    rank = _truth_ranks(truth) if truth else {}
+    top = []
+    for c in result.top:
+        rec = describe_subnet(st.space, c.subnet, predicted_top1=c.score,
+                              subspace=st.split.subspaces[st.split.route(c.subnet)].name)
+        if truth and c.text in truth:
+            rec.update(true_accuracy=truth[c.text], true_rank=rank[c.text])
+        top.append(rec)
+    return {"strategy": s.strategy, "evaluated": result.evaluated,
+            "generations": result.generations, "forward_passes": scorer.evaluated,
+            "best": top[0] if top else None, "top": top}
+
+
+def _truth_ranks(truth: dict[str, float]) -> dict[str, int]:
+    order = sorted(truth, key=lambda c: (-truth[c], c))
+    return {c: i + 1 for i, c in enumerate(order)}

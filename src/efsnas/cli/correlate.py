@@ -6,14 +6,15 @@ import argparse
 import json
 
 from efsnas.cli.common import read_json
+from efsnas.errors import UsageError
 from efsnas.registry import create_criterion, create_space, list_criteria, list_spaces
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("correlate", help="Kendall tau / Spearman rho of scores vs ground truth",
                        description="Compare predicted scores with ground-truth accuracies: "
-                                   "Kendall tau over all cells and the top 1%% / top 50%% / "
-                                   "bottom 50%% by ground truth, Spearman rho, the true rank of "
+                                   "Kendall tau over all cells and the top 1% / top 50% / "
+                                   "bottom 50% by ground truth, Spearman rho, the true rank of "
                                    "the predicted best cell, and tau per subspace of a split.")
     p.add_argument("predictions", metavar="PREDICTIONS",
                    help="JSON mapping cell -> score, or the evaluator's scores.json "
@@ -53,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
     def subspace_of(cell: str) -> str:
         return split.subspaces[split.route(space.parse(cell))].name
 
+    if not set(predicted) & set(truth):
+        raise UsageError(f"no cell in common between {args.predictions} (e.g. "
+                         f"{min(predicted)}) and {args.ground_truth} (e.g. {min(truth)}); "
+                         "are both in the same space and cell notation?")
     stats = correlate(predicted, truth, subspace_of=subspace_of)
     if args.plot:
         from efsnas.evaluate.plots import scatter_plot

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from pathlib import Path
 
 from efsnas.cli.common import read_json, write_json_atomic
 from efsnas.errors import UsageError
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"eval.max_images={args.max_images}")
     st = pipeline.open_run(args.run_dir, overrides=overrides)
     subnets = select_subnets(st.space, args)
-    out = st.run_dir / "scores.json" if not args.output else __import__("pathlib").Path(args.output)
+    out = Path(args.output) if args.output else st.run_dir / "scores.json"
     part = out.with_name(out.name + f".rank{st.dist.rank}.partial")
     done = scores_path_state(part) or scores_path_state(out)
     scorer = pipeline.make_scorer(st)

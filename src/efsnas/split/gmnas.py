@@ -16,7 +16,7 @@ Use in sequence (the trainer does the epochs; these functions only decide and co
 
 `choose_split` + `split_supernets` do the same for one subspace at a time.
 
-Rules chosen here (the paper leaves them open):
+Rules chosen here, where the paper leaves room:
 - Shared weights of a position: every parameter except the position's own operation modules,
   found generically from `Supernet.subnet_parameters`: a parameter is owned by the position when,
   on every probe subnet that uses it, exactly one choice at the position uses it (and always the
@@ -25,10 +25,12 @@ Rules chosen here (the paper leaves them open):
 - Draws are paired, as in the authors' code: per sample, one subnet is drawn uniformly from the
   parent subspace and only the position's choice is changed; a choice for which that subnet is
   invalid gets its own uniform draw among the valid subnets with that choice. Gradients are
-  averaged over samples and batches (the same batches for every choice), then compared by cosine.
+  averaged over samples and batches (the same batches for every choice), then compared by cosine
+  (the authors' code averages per-draw cosine matrices instead).
 - A choice with no valid subnet in the parent (an Identity forbidden at a position) is left out of
   the similarity matrix and joins the first group, so the children's assignments still cover the
   parent's; it changes no subnet's routing.
+- Candidate positions are those the subspace has not split yet (the authors' code), unless given.
 - Within a position the cut minimises the total cross-group similarity (exact enumeration; the
   authors' NAS-Bench-201 code instead keeps only 2|3 cuts: `balanced=True`). Positions are ranked
   by their cut's mean cross-group similarity, so positions with 6 and 7 choices compare fairly.
@@ -209,10 +211,12 @@ class _Draws:
     def _members(self, fixed: tuple[int, int] | None) -> list[Subnet] | None:
         """Every valid member when the product is small enough to list, else None."""
         if fixed not in self._lists:
-            opts = self._options(fixed)
-            if _product(len(o) for o in opts) > _ENUMERATE_LIMIT:
+            if _product(len(o) for o in self.allowed) > _ENUMERATE_LIMIT:
                 return None
-            self._lists[fixed] = [s for s in itertools.product(*opts) if self._ok(s)]
+            if None not in self._lists:
+                self._lists[None] = [s for s in itertools.product(*self.allowed) if self._ok(s)]
+            p, c = fixed
+            self._lists[fixed] = [s for s in self._lists[None] if s[p] == c]
         return self._lists[fixed]
 
     def draw(self, rng: random.Random, fixed: tuple[int, int] | None = None, *,
@@ -249,9 +253,22 @@ def _product(xs: Iterable[int]) -> int:
 # ---- gradients and their similarity -----------------------------------------------------------
 
 
+_OWNED_CACHE: dict[tuple, frozenset[str]] = {}
+
+
 def owned_parameters(supernet: nn.Module, space: SearchSpace, position: int, *,
-                     probes: int = 8) -> set[int]:
-    """ids of the parameters of `position`'s own operation modules (see the module docstring)."""
+                     probes: int = 8) -> frozenset[str]:
+    """Names of the parameters of `position`'s own operation modules (see the module docstring).
+
+    Structural, so cached per supernet description: building subnets for the probes is slow."""
+    describe = getattr(supernet, "describe", None)
+    key = None
+    if callable(describe):
+        key = (type(supernet).__qualname__, json.dumps(describe(), sort_keys=True, default=str),
+               json.dumps(space.describe(), sort_keys=True, default=str), position, probes)
+        if key in _OWNED_CACHE:
+            return _OWNED_CACHE[key]
+    names = {id(p): n for n, p in supernet.named_parameters()}
     probe_rng = random.Random(f"gmnas-owned:{position}")
     users: dict[int, set[frozenset[int]]] = {}
     for _ in range(probes):
@@ -267,7 +284,11 @@ def owned_parameters(supernet: nn.Module, space: SearchSpace, position: int, *,
                 touched.setdefault(id(p), set()).add(c)
         for pid, cs in touched.items():
             users.setdefault(pid, set()).add(frozenset(cs))
-    return {pid for pid, sets in users.items() if len(sets) == 1 and len(next(iter(sets))) == 1}
+    owned = frozenset(names[pid] for pid, sets in users.items()
+                      if len(sets) == 1 and len(next(iter(sets))) == 1)
+    if key is not None:
+        _OWNED_CACHE[key] = owned
+    return owned
 
 
 def _mean_gradient(supernet: nn.Module, subnets: list[Subnet], batches, params: list[nn.Parameter],
@@ -289,9 +310,17 @@ def gradient_similarity(supernet: nn.Module, space: SearchSpace, subspace: Subsp
                         loss_fn: Callable = F.cross_entropy) -> tuple[list[int], torch.Tensor]:
     """Cosine similarities (float64, n x n) of the shared-weight gradients with each valid choice
     fixed at `position`, and those choices. The supernet's weights, buffers and mode are restored."""
+    return _similarity(supernet, _Draws(space, subspace), position, list(batches),
+                       samples=samples, rng=rng, loss_fn=loss_fn)
+
+
+def _similarity(supernet: nn.Module, draws: _Draws, position: int, batches: list, *, samples: int,
+                rng: random.Random, loss_fn: Callable) -> tuple[list[int], torch.Tensor]:
+    space, subspace = draws.space, draws.subspace
     if samples < 1:
         raise UsageError(f"samples must be >= 1, got {samples}")
-    draws = _Draws(space, subspace)
+    if not batches:
+        raise UsageError("gradient matching needs at least one batch")
     choices = draws.valid_choices(position)
     if not choices:
         raise UsageError(f"subspace {subspace.name} has no valid subnet")
@@ -306,27 +335,30 @@ def gradient_similarity(supernet: nn.Module, space: SearchSpace, subspace: Subsp
                                  f"position {position} in {_MAX_TRIES} draws")
             per_choice[c].append(s)
     owned = owned_parameters(supernet, space, position)
-    params = [p for p in supernet.parameters() if p.requires_grad and id(p) not in owned]
+    params = [p for n, p in supernet.named_parameters() if p.requires_grad and n not in owned]
     if not params:
         raise UsageError(f"position {position}: the supernet has no shared parameters to compare")
     device = params[0].device
     batches = [(x.to(device), y.to(device)) for x, y in batches]
-    if not batches:
-        raise UsageError("gradient matching needs at least one batch")
     buffers = {k: b.clone() for k, b in supernet.named_buffers()}
     was_training = supernet.training
     supernet.train()
     try:
         with torch.enable_grad():
             grads = torch.stack([_mean_gradient(supernet, per_choice[c], batches, params, loss_fn)
-                                 for c in choices]).double()
+                                 for c in choices])
     finally:
         supernet.train(was_training)
         with torch.no_grad():  # train-mode BN running statistics are not part of the decision
             for k, b in supernet.named_buffers():
                 b.copy_(buffers[k])
-    unit = grads / grads.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    sim = unit @ unit.T
+    gram = torch.zeros(len(choices), len(choices), dtype=torch.float64, device=device)
+    for a in range(0, grads.shape[1], 1 << 20):  # float64 sums without a float64 copy of it all
+        part = grads[:, a:a + (1 << 20)].double()
+        gram += part @ part.T
+    norm = gram.diag().sqrt().clamp_min(1e-12)
+    sim = gram / norm[:, None] / norm[None, :]
+    sim = (sim + sim.T) / 2  # exactly symmetric despite rounding
     sim.fill_diagonal_(1.0)
     return choices, sim.cpu()
 
@@ -386,21 +418,29 @@ def choose_split(supernet: nn.Module, space: SearchSpace, subspace: Subspace, ba
                  rng: random.Random, parent: int = 0, balanced: bool = False,
                  loss_fn: Callable = F.cross_entropy) -> SplitDecision:
     """Gradient-match every candidate position of `subspace` and pick the one whose best cut has
-    the lowest mean cross-group similarity (ties: lowest position). Deterministic given `rng`."""
+    the lowest mean cross-group similarity (ties: lowest position). Deterministic given `rng`.
+
+    Candidates: `positions`, or by default every position the subspace has not split yet (as in
+    the authors' code) with at least `num_groups` valid choices."""
     t0 = time.perf_counter()
     batches = list(batches)
     draws = _Draws(space, subspace)
+    for p in positions or ():
+        if not 0 <= p < len(space.choices):
+            raise UsageError(f"position {p} outside 0..{len(space.choices) - 1}")
     if positions is None:
-        positions = range(len(space.choices))
+        # As in the authors' code: positions not split yet; once all are, any with choices left.
+        splittable = [p for p in range(len(space.choices))
+                      if len(draws.valid_choices(p)) >= num_groups]
+        done = set(_assign(subspace))
+        positions = [p for p in splittable if p not in done] or splittable
     best: tuple | None = None
     scores: dict[int, float] = {}
     for p in positions:
-        if not 0 <= p < len(space.choices):
-            raise UsageError(f"position {p} outside 0..{len(space.choices) - 1}")
         if len(draws.valid_choices(p)) < num_groups:
-            continue  # already decided here, or too few choices to cut
-        choices, sim = gradient_similarity(supernet, space, subspace, p, batches, samples=samples,
-                                           rng=rng, loss_fn=loss_fn)
+            continue  # too few valid choices left to cut
+        choices, sim = _similarity(supernet, draws, p, batches, samples=samples, rng=rng,
+                                   loss_fn=loss_fn)
         idx_groups, cut = best_partition(sim, num_groups, balanced=balanced)
         scores[p] = cut / _cross_pairs(idx_groups)
         if best is None or scores[p] < best[1] - 1e-12:

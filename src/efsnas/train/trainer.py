@@ -140,13 +140,15 @@ class SupernetTrainer:
     def _on_signal(self, signum, frame) -> None:
         self._stop_signal = signum
 
-    def fit(self, *, log=print) -> dict:
-        """Train to the last epoch (from wherever the checkpoint left off); returns a summary."""
+    def fit(self, *, log=print, until: int | None = None) -> dict:
+        """Train to epoch `until` (default: the last), from wherever the checkpoint left off;
+        returns a summary. The LR schedule always spans all `epochs`."""
+        stop = self.epochs if until is None else min(until, self.epochs)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         writer = self._tensorboard()
         t_start = time.time()
         try:
-            while self.epoch < self.epochs:
+            while self.epoch < stop:
                 record = self._run_epoch(writer)
                 if record is None:  # stopped by a signal, checkpoint written
                     raise Interrupted(

@@ -1,0 +1,62 @@
+"""`efsnas search`: evolutionary or random search with the supernets of a trained run."""
+
+from __future__ import annotations
+
+import argparse
+
+from efsnas.cli.common import write_json_atomic
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "search", help="search a trained run's space (evolution or random), resumable",
+        description="Search with every candidate scored by the supernet of its own subspace. "
+                    "Seeded and resumable: the state is saved after each generation.")
+    p.add_argument("run_dir", metavar="RUN", help="run folder of `efsnas train` / `efsnas run`")
+    p.add_argument("--strategy", choices=["evolution", "random"], help="search.strategy")
+    p.add_argument("--max-flops", type=float, help="MFLOPs limit (search.max_flops)")
+    p.add_argument("--max-params", type=float, help="M parameters limit (search.max_params)")
+    p.add_argument("--ground-truth", metavar="FILE",
+                   help="JSON cell -> accuracy: report true accuracy and rank of the top cells")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                   help="override a setting of the run, e.g. --set search.generations=5")
+    p.add_argument("--name", default="search", help="result file stem (default: search)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from efsnas import pipeline
+
+    overrides = list(args.set)
+    for flag, key in (("strategy", "search.strategy"), ("max_flops", "search.max_flops"),
+                      ("max_params", "search.max_params")):
+        if getattr(args, flag) is not None:
+            overrides.append(f"{key}={getattr(args, flag)}")
+    st = pipeline.open_run(args.run_dir, overrides=overrides)
+    truth = None
+    if args.ground_truth:
+        from efsnas.evaluate.ranking import load_ground_truth
+
+        truth = load_ground_truth(args.ground_truth)
+    scorer = pipeline.make_scorer(st)
+    result = pipeline.search(st, scorer, truth=truth, state_name=f"{args.name}_state.json")
+    result["config"] = st.cfg.search.model_dump()
+    out = st.run_dir / f"{args.name}.json"
+    if st.dist.is_main:
+        write_json_atomic(out, result)
+        print_best(result)
+        print(f"written: {out}")
+    return 0
+
+
+def print_best(result: dict) -> None:
+    b = result["best"]
+    if b is None:
+        print("no candidate satisfied the limits")
+        return
+    line = (f"best: {b['cell']}\n  predicted top-1 {b['predicted_top1']:.2f}%, "
+            f"{b['flops'] / 1e6:.2f} MFLOPs, {b['params'] / 1e6:.3f} M params, "
+            f"nonlinearity count {b['nonlinearity_count']} ({b['subspace']})")
+    if "true_accuracy" in b:
+        line += f"\n  true accuracy {b['true_accuracy']:.2f}% (rank {b['true_rank']})"
+    print(line)

@@ -1,0 +1,268 @@
+"""Criteria side by side at an equal budget: one-shot, FS-NAS, GM-NAS, and this method with and
+without SBS. Every run trains for the same epochs and steps on the same minibatches (the same
+number of training images drawn), then scores the same ground-truth cells.
+
+Staged criteria (FS-NAS with transfer, GM-NAS) train one-shot first, then split: the children
+inherit their parent's weights and training continues on the same cosine schedule (optimizer
+momentum restarts at a split).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from efsnas import pipeline
+from efsnas.cli.common import write_json_atomic
+from efsnas.config import RunConfig
+from efsnas.registry import create_criterion
+from efsnas.sampling import create_sampler
+from efsnas.supernets import FewShotSupernets
+from efsnas.train.trainer import SupernetTrainer
+
+
+@dataclass(frozen=True)
+class Variant:
+    criterion: str
+    sampler: str
+    label: str
+
+
+VARIANTS = {
+    "oneshot": Variant("oneshot", "uniform", "one-shot (K=1, full width, uniform)"),
+    "fsnas": Variant("fsnas", "balanced", "FS-NAS (edge 1<-0, K=5, full width, transfer)"),
+    "gmnas": Variant("gmnas", "balanced", "GM-NAS (gradient matching, full width)"),
+    "nonlinearity": Variant("nonlinearity", "sbs", "this method (count split, narrow, SBS)"),
+    "nonlinearity-nosbs": Variant("nonlinearity", "uniform",
+                                  "this method without SBS (uniform sampling)"),
+}
+DEFAULT_CRITERIA = list(VARIANTS)
+
+
+def variant_config(base: RunConfig, name: str, seed: int, out: Path) -> RunConfig:
+    v = VARIANTS[name]
+    d = base.model_dump()
+    d["split"]["criterion"] = v.criterion
+    if v.criterion != "nonlinearity":
+        d["split"]["width_divisor"] = 1
+        d["split"]["structure"] = "separate"
+    d["train"]["sampler"] = v.sampler
+    d["train"]["seed"] = seed
+    d["out"] = str(out)
+    return RunConfig.model_validate(d)
+
+
+class _Stages:
+    """Trains a run in stages (one for plain criteria), each stage in its own folder."""
+
+    def __init__(self, cfg: RunConfig, data, space, device, run_dir: Path, log) -> None:
+        self.cfg, self.data, self.space, self.device = cfg, data, space, device
+        self.run_dir, self.log = run_dir, log
+        self.train_seconds = 0.0
+
+    def train(self, nets: FewShotSupernets, *, stage: int, start: int, until: int,
+              sampler: str) -> FewShotSupernets:
+        t = self.cfg.train
+        identity = {**self.cfg.training_identity(), "stage": stage,
+                    "split": nets.split.describe()}
+        trainer = SupernetTrainer(
+            supernets=nets, sampler=create_sampler(sampler, nets.split, seed=t.seed),
+            data=self.data, run_dir=self.run_dir / f"stage{stage}", identity=identity,
+            epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, lr_min=t.lr_min,
+            momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay,
+            wd_weights_only=t.wd_weights_only, label_smoothing=t.label_smoothing,
+            grad_clip=t.grad_clip, seed=t.seed, steps_per_epoch=t.steps_per_epoch,
+            device=self.device, amp=t.amp, amp_dtype=t.amp_dtype,
+            augment=self.data.augment if self.cfg.data.augment else None,
+            tensorboard=False, progress=t.progress)
+        if not trainer.resume():
+            trainer.epoch = start
+        if trainer.epoch < until:
+            t0 = time.time()
+            trainer.fit(log=self.log, until=until)
+            self.train_seconds += time.time() - t0
+        else:
+            self.train_seconds += _recorded_seconds(trainer.run_dir)
+        return nets
+
+    def grad_batches(self, n: int = 2) -> list:
+        out = []
+        for i, b in enumerate(self.data.train.batches(self.cfg.train.batch_size, shuffle=True,
+                                                      seed=self.cfg.train.seed + 7, epoch=0,
+                                                      device=self.device)):
+            if i >= n:
+                break
+            out.append(b)
+        return out
+
+
+def _recorded_seconds(stage_dir: Path) -> float:
+    return sum(r.get("seconds", 0.0) for r in pipeline.read_metrics(stage_dir))
+
+
+def train_variant(cfg: RunConfig, name: str, data, space, device, run_dir: Path, log=print
+                  ) -> tuple[FewShotSupernets, dict]:
+    """Train one criterion's supernets; returns them and the cost record."""
+    v = VARIANTS[name]
+    t = cfg.train
+    torch.manual_seed(t.seed)
+    stages = _Stages(cfg, data, space, device, run_dir, log)
+    split_seconds = 0.0
+    if v.criterion == "fsnas":
+        warm = min(cfg.split.gm_warmup_epochs[0], t.epochs - 1) if cfg.split.fsnas_transfer else 0
+        if warm > 0:
+            one = FewShotSupernets(create_criterion("oneshot").split(space))
+            stages.train(one, stage=0, start=0, until=warm, sampler="uniform")
+        nets = FewShotSupernets(create_criterion("fsnas", position=cfg.split.fsnas_position)
+                                .split(space))
+        if warm > 0:
+            for k in range(len(nets)):
+                nets.supernet(k).load_state_dict(one.supernet(0).state_dict())
+        nets = stages.train(nets, stage=1, start=warm, until=t.epochs, sampler=v.sampler)
+    elif v.criterion == "gmnas":
+        from efsnas.split.gmnas import GMNASSplit, split_each
+
+        crit_path = run_dir / "gmnas-split.json"
+        crit = GMNASSplit(width_divisor=1)
+        saved = GMNASSplit.from_json(crit_path.read_text()) if crit_path.exists() else None
+        nets = FewShotSupernets(crit.split(space))
+        points = [e for e in cfg.split.gm_warmup_epochs if 0 < e < t.epochs]
+        start = 0
+        rng = random.Random(t.seed)
+        for i, point in enumerate(points):
+            nets = stages.train(nets, stage=i, start=start, until=point, sampler=v.sampler
+                                if i else "uniform")
+            n_before = len(crit.decisions)
+            if saved is not None and len(saved.decisions) >= n_before + len(nets):
+                # replay a decision made before an interruption (same weights, same result)
+                from efsnas.split.gmnas import split_supernets
+
+                for d in saved.decisions[n_before:n_before + len(nets)]:
+                    nets = split_supernets(nets, d, crit)
+            else:
+                nets, decisions = split_each(nets, crit, stages.grad_batches(),
+                                             num_groups=cfg.split.gm_groups,
+                                             samples=cfg.split.gm_samples, rng=rng,
+                                             balanced=cfg.split.gm_balanced)
+                write_json_atomic(crit_path, json.loads(crit.to_json()))
+            split_seconds += sum(d.seconds for d in crit.decisions[n_before:])
+            start = point
+        nets = stages.train(nets, stage=len(points), start=start, until=t.epochs,
+                            sampler=v.sampler if points else "uniform")
+    else:
+        split = pipeline.build_split(cfg, space)
+        nets = stages.train(FewShotSupernets(split), stage=0, start=0, until=t.epochs,
+                            sampler=v.sampler)
+    steps = (t.epochs * _steps_per_epoch(cfg, data))
+    per_step = len(nets) if v.sampler == "sbs" else 1
+    cost = {
+        "train_seconds": stages.train_seconds, "split_seconds": split_seconds,
+        "supernets": len(nets), "parameters": sum(p.numel() for p in nets.parameters()),
+        "steps": steps, "images_drawn": steps * t.batch_size,
+        "subnet_images": steps * t.batch_size * per_step,
+    }
+    return nets, cost
+
+
+def _steps_per_epoch(cfg: RunConfig, data) -> int:
+    n = max(1, len(data.train) // cfg.train.batch_size)
+    return min(n, cfg.train.steps_per_epoch) if cfg.train.steps_per_epoch else n
+
+
+# ---- scoring and the table ---------------------------------------------------------------------
+
+METRICS = [  # (key, header, format)
+    ("tau_all", "tau all", "{:.3f}"), ("tau_top1", "tau top 1%", "{:.3f}"),
+    ("tau_top50", "tau top 50%", "{:.3f}"), ("spearman", "Spearman", "{:.3f}"),
+    ("best_rank", "GT rank of best", "{:.1f}"), ("train_seconds", "train s", "{:.0f}"),
+    ("split_seconds", "split s", "{:.1f}"), ("parameters", "params", "{:,.0f}"),
+    ("subnet_images", "subnet-images", "{:,.0f}"),
+]
+
+
+def score_cells(nets: FewShotSupernets, data, cfg: RunConfig, device, cells: list) -> dict:
+    """Top-1 of every cell with its own supernet (one pass per equivalence class)."""
+    from efsnas.evaluate.scorer import SubnetScorer
+
+    ho = data.heldout
+    if cfg.eval.max_images is not None and cfg.eval.max_images < len(ho):
+        ho = ho.subset(range(cfg.eval.max_images))
+    scorer = SubnetScorer(nets.to(device), ho.fixed_batches(cfg.eval.batch_size, device=device),
+                          bn=cfg.eval.bn)
+    space = nets.space
+    return {space.format(c): s for c, s in zip(cells, scorer.score(cells))}
+
+
+def summarise(record: dict, ranking: dict) -> dict:
+    tau = ranking["kendall_tau"]
+    best = ranking.get("best_predicted") or {}
+    return {
+        "tau_all": tau["all"]["value"], "tau_top1": tau["top_1%"]["value"],
+        "tau_top50": tau["top_50%"]["value"], "tau_bottom50": tau["bottom_50%"]["value"],
+        "spearman": ranking["spearman_rho"]["value"], "best_rank": best.get("true_rank"),
+        **{k: record[k] for k in ("train_seconds", "split_seconds", "parameters",
+                                  "subnet_images", "images_drawn", "supernets")},
+    }
+
+
+def aggregate(rows: dict[str, list[dict]]) -> dict[str, dict]:
+    """Mean and standard deviation over seeds of every metric."""
+    import statistics
+
+    out = {}
+    for name, runs in rows.items():
+        agg = {"runs": len(runs)}
+        for key in runs[0]:
+            vals = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
+            if vals:
+                agg[key] = {"mean": statistics.fmean(vals),
+                            "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+        out[name] = agg
+    return out
+
+
+def markdown_table(agg: dict[str, dict]) -> str:
+    head = "| criterion | seeds | " + " | ".join(h for _, h, _ in METRICS) + " |"
+    lines = [head, "|" + "---|" * (len(METRICS) + 2)]
+    for name, a in agg.items():
+        cells = []
+        for key, _, fmt in METRICS:
+            m = a.get(key)
+            if m is None:
+                cells.append("n/a")
+            elif key in ("tau_all", "tau_top1", "tau_top50", "spearman", "best_rank"):
+                cells.append(f"{fmt.format(m['mean'])} ± {fmt.format(m['std'])}")
+            else:
+                cells.append(fmt.format(m["mean"]))
+        lines.append(f"| {name} | {a['runs']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bar_chart(agg: dict[str, dict], path: Path, title: str = "") -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    keys = [("tau_all", "Kendall tau (all)"), ("tau_top50", "Kendall tau (top 50%)"),
+            ("spearman", "Spearman rho")]
+    names = list(agg)
+    fig = Figure(figsize=(2.2 + 1.6 * len(names), 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / len(keys)
+    for i, (key, label) in enumerate(keys):
+        means = [agg[n].get(key, {}).get("mean", 0.0) for n in names]
+        stds = [agg[n].get(key, {}).get("std", 0.0) for n in names]
+        ax.bar([j + i * width for j in range(len(names))], means, width, yerr=stds, capsize=3,
+               label=label)
+    ax.set_xticks([j + width for j in range(len(names))], names, rotation=15, fontsize=8)
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.set_ylabel("rank correlation with ground truth")
+    ax.set_title(title or "ranking quality by split criterion (mean ± std over seeds)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
