@@ -178,15 +178,22 @@ def parse_override(item: str) -> dict:
     return out
 
 
+def _preset(name: str, depth: int = 0) -> dict:
+    """A preset's settings; `base: OTHER` in a preset starts from another preset."""
+    if name not in list_presets():
+        raise UsageError(f"unknown preset {name!r}; choose one of: {', '.join(list_presets())}")
+    text = resources.files("efsnas.presets").joinpath(f"{name}.yaml").read_text()
+    data = _read_yaml(text, f"preset {name}")
+    base = data.pop("base", None)
+    if base and depth < 4:
+        data = _merge(_preset(base, depth + 1), data)
+    return data
+
+
 def load_config(*, preset: str | None = None, path: str | None = None,
                 overrides: list[str] | None = None) -> RunConfig:
     """Preset, then YAML file, then overrides; validated once at the end."""
-    data: dict = {}
-    if preset:
-        if preset not in list_presets():
-            raise UsageError(f"unknown preset {preset!r}; choose one of: {', '.join(list_presets())}")
-        text = resources.files("efsnas.presets").joinpath(f"{preset}.yaml").read_text()
-        data = _merge(data, _read_yaml(text, f"preset {preset}"))
+    data: dict = _preset(preset) if preset else {}
     if path:
         p = Path(path)
         if not p.is_file():

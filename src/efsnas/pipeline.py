@@ -94,8 +94,8 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, *, force: bool, is_main: bool
                     "or add --force to overwrite it"
                 )
         if force and run_dir.exists():
-            for name in ("checkpoint.pt", "metrics.jsonl", "scores.json", "search_state.json",
-                         "result.json"):
+            for name in ("checkpoint.pt", "metrics.jsonl", "scores.json", "result.json",
+                         "search-evolution-state.json", "search-random-state.json"):
                 (run_dir / name).unlink(missing_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg_path.write_text(dump_config(cfg))
@@ -134,8 +134,8 @@ def train(st: Setup, *, log_fn=print) -> dict:
     trainer = make_trainer(st)
     resumed = trainer.resume()
     if resumed and st.dist.is_main:
-        log_fn(f"resuming from {trainer.checkpoint_path} (epoch {trainer.epoch}, "
-               f"step {trainer.batch_in_epoch} of the next)")
+        log_fn(f"resuming from {trainer.checkpoint_path}: {trainer.epoch} epoch(s) and "
+               f"{trainer.batch_in_epoch} step(s) done")
     if trainer.finished:
         if st.dist.is_main:
             log_fn(f"supernets already trained ({trainer.epochs} epochs) in {st.run_dir}")
@@ -248,7 +248,7 @@ def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: in
 
 
 def search(st: Setup, scorer, *, truth: dict[str, float] | None = None, log_fn=print,
-           state_name: str = "search_state.json") -> dict:
+           name: str = "search") -> dict:
     """Search the space, each candidate scored by its own supernet; returns the result dict."""
     from efsnas.search import create_searcher
 
@@ -256,7 +256,7 @@ def search(st: Setup, scorer, *, truth: dict[str, float] | None = None, log_fn=p
     kwargs = dict(space=st.space, seed=s.seed, top=s.top,
                   max_flops=s.max_flops * 1e6 if s.max_flops else None,
                   max_params=s.max_params * 1e6 if s.max_params else None,
-                  checkpoint=st.run_dir / state_name)
+                  checkpoint=st.run_dir / f"{name}-{s.strategy}-state.json")
     if s.strategy == "evolution":
         kwargs.update(population=s.population, generations=s.generations, topk=s.topk,
                       mutations=s.mutations, crossovers=s.crossovers, mutate_prob=s.mutate_prob)

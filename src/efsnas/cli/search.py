@@ -20,7 +20,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="JSON cell -> accuracy: report true accuracy and rank of the top cells")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                    help="override a setting of the run, e.g. --set search.generations=5")
-    p.add_argument("--name", default="search", help="result file stem (default: search)")
+    p.add_argument("--name", default="search",
+                   help="result file stem (default: search); a new name starts a new search")
     return p
 
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
         truth = load_ground_truth(args.ground_truth)
     scorer = pipeline.make_scorer(st)
-    result = pipeline.search(st, scorer, truth=truth, state_name=f"{args.name}_state.json")
+    result = pipeline.search(st, scorer, truth=truth, name=args.name)
     result["config"] = st.cfg.search.model_dump()
     out = st.run_dir / f"{args.name}.json"
     if st.dist.is_main:

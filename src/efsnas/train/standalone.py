@@ -47,7 +47,7 @@ def train_network(net: nn.Module, train_set, *, epochs: int, batch_size: int, lr
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=epochs, desc="retrain", leave=False, dynamic_ncols=True)
+        bar = tqdm(total=epochs, desc="retrain", leave=False, dynamic_ncols=True, disable=None)
     for epoch in range(epochs):
         for g in opt.param_groups:
             g["lr"] = lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2

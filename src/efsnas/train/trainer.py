@@ -130,6 +130,12 @@ class SupernetTrainer:
         if not self.checkpoint_path.exists():
             return False
         self.load_state_dict(load_checkpoint(self.checkpoint_path, map_location=self.device))
+        metrics = self.run_dir / "metrics.jsonl"
+        if self.dist.is_main and metrics.exists():
+            # A kill between writing an epoch's metrics and its checkpoint would log it twice.
+            lines = [ln for ln in metrics.read_text().splitlines()
+                     if ln.strip() and json.loads(ln)["epoch"] <= self.epoch]
+            metrics.write_text("".join(ln + "\n" for ln in lines))
         return True
 
     @property
@@ -155,8 +161,9 @@ class SupernetTrainer:
                         f"interrupted at epoch {self.epoch + 1}, step {self.batch_in_epoch}; "
                         f"checkpoint saved in {self.run_dir}: rerun the same command to resume"
                     )
-                log(f"epoch {record['epoch']}/{self.epochs}: loss {record['loss_mean']:.3f} "
-                    f"acc {record['acc_mean']:.3f} ({record['images_per_s']:.0f} img/s)")
+                if record["loss_mean"] is not None:
+                    log(f"epoch {record['epoch']}/{self.epochs}: loss {record['loss_mean']:.3f} "
+                        f"train acc {record['acc_mean']:.3f} ({record['images_per_s']:.0f} img/s)")
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
@@ -213,8 +220,8 @@ class SupernetTrainer:
             "seconds": seconds, "images_per_s": images / max(seconds, 1e-9),
         }
         done = [k for k in range(K) if seen[k]]
-        record["loss_mean"] = sum(record["loss"][k] for k in done) / max(len(done), 1)
-        record["acc_mean"] = sum(record["acc"][k] for k in done) / max(len(done), 1)
+        record["loss_mean"] = (sum(record["loss"][k] for k in done) / len(done)) if done else None
+        record["acc_mean"] = (sum(record["acc"][k] for k in done) / len(done)) if done else None
         self.epoch += 1
         self.batch_in_epoch = 0
         self._log_metrics(record, writer)
@@ -228,7 +235,7 @@ class SupernetTrainer:
         from tqdm.auto import tqdm
 
         return tqdm(total=total, initial=initial, desc=f"epoch {self.epoch + 1}/{self.epochs}",
-                    leave=False, dynamic_ncols=True)
+                    leave=False, dynamic_ncols=True, disable=None)
 
     def _tensorboard(self):
         if not (self.tensorboard and self.dist.is_main):

@@ -1,0 +1,36 @@
+"""The distributed path on CPU: torchrun, gloo, 2 processes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+WORKER = Path(__file__).with_name("dist_worker.py")
+
+
+def _torchrun(*args, timeout=300):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "0", "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0",
+           *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_two_ranks_train_the_same_subnets_and_end_with_the_same_weights(tmp_path):
+    r = _torchrun(str(WORKER), str(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    ranks = json.loads((tmp_path / "ranks.json").read_text())
+    assert [x["rank"] for x in ranks] == [0, 1]
+    assert ranks[0]["draws"] == ranks[1]["draws"] and len(ranks[0]["draws"]) == 3
+    assert all(len(d) == 3 for d in ranks[0]["draws"])  # SBS: one subnet per supernet
+    assert ranks[0]["checksum"] == pytest.approx(ranks[1]["checksum"], rel=0, abs=1e-9)
+
+
+@pytest.mark.slow
+def test_efsnas_train_under_torchrun(tmp_path):
+    r = _torchrun("-m", "efsnas", "train", "--preset", "tiny", "--out", str(tmp_path / "run"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 1

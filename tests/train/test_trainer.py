@@ -1,0 +1,105 @@
+"""Trainer: checkpoints, resume after a kill, refusal of foreign checkpoints."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from efsnas.cli.main import main
+from efsnas.errors import CheckpointError
+from efsnas.train.checkpoint import load_checkpoint, save_atomic
+
+TINY = ["--preset", "tiny", "--set", "train.epochs=3", "--set", "train.steps_per_epoch=6"]
+
+
+def _weights(run_dir):
+    return load_checkpoint(run_dir / "checkpoint.pt")["supernets"]
+
+
+def test_resume_after_kill_gives_the_uninterrupted_weights(tmp_path):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert main(["train", *TINY, "--out", str(full)]) == 0
+    # The same command, killed with SIGTERM once the first epoch's checkpoint exists.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "efsnas", "train", *TINY, "--out", str(killed),
+           "--set", "train.steps_per_epoch=6"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    for line in proc.stdout:
+        if line.startswith("epoch 1/3"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=120) == 130, rest
+    assert "rerun the same command to resume" in rest
+    state = load_checkpoint(killed / "checkpoint.pt")
+    assert 1 <= state["epoch"] < 3
+    assert main(["train", *TINY, "--out", str(killed)]) == 0
+    a, b = _weights(full), _weights(killed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    epochs = [int(line.split('"epoch": ')[1].split(",")[0])
+              for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == sorted(set(epochs)) and epochs[-1] == 3
+
+
+def test_other_configuration_is_refused_and_force_overwrites(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--out", str(out)]) == 0
+    assert main(["train", "--preset", "tiny", "--out", str(out), "--set", "train.lr=0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "another configuration" in err and "--force" in err and "\n" == err[-1]
+    assert err.count("\n") == 1
+    assert main(["train", "--preset", "tiny", "--out", str(out), "--set", "train.lr=0.1",
+                 "--force"]) == 0
+
+
+def test_corrupted_checkpoint_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--out", str(out)]) == 0
+    ckpt = out / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:200])
+    assert main(["train", "--preset", "tiny", "--out", str(out), "--epochs", "2"]) == 2
+    assert "corrupted" in capsys.readouterr().err
+
+
+def test_checkpoint_of_another_space_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--out", str(out)]) == 0
+    # Same folder, config file edited by hand to another width: the checkpoint must not load.
+    cfg = (out / "config.yaml").read_text().replace("C: 8", "C: 12")
+    (out / "config.yaml").write_text(cfg)
+    assert main(["train", "--preset", "tiny", "--out", str(out), "--set", "space.C=12"]) == 2
+    assert "another configuration" in capsys.readouterr().err
+
+
+def test_atomic_save_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    save_atomic({"format": "efsnas-checkpoint", "x": torch.ones(3)}, path)
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(KeyboardInterrupt):
+        save_atomic({"format": "efsnas-checkpoint", "x": torch.zeros(3)}, path)
+    assert torch.equal(load_checkpoint(path)["x"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left
+
+
+def test_hostile_checkpoint_is_not_executed(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"format": "efsnas-checkpoint", "x": Evil()}, f)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
