@@ -68,6 +68,25 @@ def test_old_numpy_core_module_name_is_accepted():
     np.testing.assert_array_equal(loads(old)["data"], np.arange(4))
 
 
+def _short_str(b: bytes) -> bytes:
+    return b"U" + bytes([len(b)]) + b  # SHORT_BINSTRING: a Python 2 str
+
+
+def test_python2_pickle_with_str_array_data_loads():
+    # what cPickle wrote for the original CIFAR files: numpy.core names, the array's bytes as a
+    # Python 2 str (decoded as latin1), str keys
+    raw = bytes([0, 1, 128, 255])
+    arr = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85"
+           + _short_str(b"b") + b"\x87R(K\x01K\x02K\x02\x86cnumpy\ndtype\n" + _short_str(b"u1")
+           + b"K\x00K\x01\x87R(K\x03" + _short_str(b"|")
+           + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89" + _short_str(raw) + b"tb")
+    blob = (b"\x80\x02}(" + _short_str(b"data") + arr + _short_str(b"labels")
+            + b"]K\x07au.")
+    d = loads(blob)
+    assert d["labels"] == [7] and d["data"].dtype == np.uint8
+    assert d["data"].tolist() == [[0, 1], [128, 255]]
+
+
 def test_truncated_or_garbage_file_gives_data_error(tmp_path):
     blob = pickle.dumps({"data": np.zeros((10, 10), np.uint8)}, protocol=2)
     (tmp_path / "cut").write_bytes(blob[: len(blob) // 2])

@@ -34,4 +34,5 @@ dist.all_gather_object(everything, {"rank": st.dist.rank, "draws": drawn, "check
 if st.dist.rank == 0:
     with open(f"{out}/ranks.json", "w") as f:
         json.dump(everything, f)
+dist.barrier()  # no rank leaves while another still talks to it
 dist.destroy_process_group()

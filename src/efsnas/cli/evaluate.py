@@ -28,6 +28,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--bn", choices=["batch", "recalibrate"], help="BN statistics (eval.bn)")
     p.add_argument("--max-images", type=int, help="held-out images used (eval.max_images)")
     p.add_argument("--seed", type=int, default=0, help="seed of --sample")
+    p.add_argument("--save-every", type=int, default=1000, metavar="N",
+                   help="save partial results every N subnets (and every 30 s)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -71,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
                                  "loss": {k: v["loss"] for k, v in results.items()}})
 
     t0 = time.time()
-    results = score_many(scorer, subnets, done=done, checkpoint=save, rank=st.dist.rank,
+    results = score_many(scorer, subnets, done=done, checkpoint=save,
+                         every_cells=max(1, args.save_every), rank=st.dist.rank,
                          world_size=st.dist.world_size,
                          progress=not args.no_progress and st.dist.is_main)
     results = gather_results(results, st.dist.world_size)

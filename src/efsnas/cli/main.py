@@ -36,6 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _shutdown_distributed() -> None:
+    import sys as _sys
+
+    if "torch.distributed" in _sys.modules:  # only when a command used it
+        from efsnas.train.distributed import shutdown
+
+        shutdown()
+
+
 def _version() -> str:
     from efsnas import __version__
 
@@ -52,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        _shutdown_distributed()
+        return code
     except EfsnasError as e:
         print(f"efsnas {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code

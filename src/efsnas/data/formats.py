@@ -19,8 +19,8 @@ from efsnas.data.safe_pickle import get_key, safe_load
 from efsnas.errors import DataError
 
 __all__ = ["RawData", "read_cifar10", "read_cifar100", "read_imagenet16", "read_idx",
-           "read_idx_dataset", "read_digits", "find_folder", "CIFAR10_STATS", "CIFAR100_STATS", "IMAGENET16_STATS",
-           "MNIST_STATS", "FASHION_MNIST_STATS"]
+           "read_idx_dataset", "read_digits", "find_folder", "CIFAR10_STATS", "CIFAR100_STATS",
+           "IMAGENET16_STATS", "MNIST_STATS", "FASHION_MNIST_STATS"]
 
 # per-channel (mean, std) of pixels in [0, 1], over each training set
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
@@ -45,10 +45,10 @@ def find_folder(root: str | Path, *, marker: str, subdirs: tuple[str, ...]) -> P
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist (or is not a folder)")
-    if (root / marker).exists():
+    if (root / marker).is_file():
         return root
     for sub in subdirs:
-        if (root / sub / marker).exists():
+        if (root / sub / marker).is_file():
             return root / sub
     for sub in subdirs:  # report missing files against the folder the user most likely meant
         if (root / sub).is_dir():

@@ -14,7 +14,7 @@ import torch
 from efsnas.data.augment import AUGMENTATIONS, augment_batch
 from efsnas.data.order import batch_slices, epoch_order, generator
 
-__all__ = ["ImageSet", "Normaliser", "Batch", "device_key"]
+__all__ = ["ImageSet", "Normaliser", "Batch", "as_index", "device_key"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -25,6 +25,13 @@ def device_key(device: str | torch.device) -> torch.device:
     if d.type == "cuda" and d.index is None:  # "cuda" and "cuda:0" share one cached copy
         d = torch.device("cuda", torch.cuda.current_device())
     return d
+
+
+def as_index(indices: Sequence[int] | torch.Tensor | range) -> torch.Tensor:
+    """Indices as an int64 tensor (a range without building a list)."""
+    if isinstance(indices, range):
+        return torch.arange(indices.start, indices.stop, indices.step)
+    return torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
 
 
 class Normaliser:
@@ -108,8 +115,7 @@ class ImageSet:
 
     def subset(self, indices: Sequence[int] | torch.Tensor | range) -> ImageSet:
         """The images at `indices`, in that order, with the same normalisation and classes."""
-        idx = torch.as_tensor(list(indices) if isinstance(indices, range) else indices,
-                              dtype=torch.int64).reshape(-1)
+        idx = as_index(indices)
         if len(idx) and (int(idx.min()) < -len(self) or int(idx.max()) >= len(self)):
             raise IndexError(f"subset index out of range for {len(self)} images")
         return ImageSet(self.images[idx], self.labels[idx], mean=self.mean, std=self.std,

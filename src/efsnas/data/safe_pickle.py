@@ -90,7 +90,7 @@ def _load(f: IO[bytes], where: str) -> Any:
     except DataError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            IndexError, UnicodeDecodeError, MemoryError) as e:
+            IndexError, KeyError, OverflowError, UnicodeDecodeError, MemoryError) as e:
         raise DataError(f"{where} is not a readable dataset pickle ({type(e).__name__}: {e})"
                         ) from None
 

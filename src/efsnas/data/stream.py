@@ -24,7 +24,7 @@ from efsnas.data.folder import (
     scan_image_folder,
     to_chw_uint8,
 )
-from efsnas.data.images import Batch, Normaliser
+from efsnas.data.images import Batch, Normaliser, as_index
 from efsnas.data.order import batch_slices, derive_seed, epoch_order
 from efsnas.data.splits import per_class_split
 
@@ -110,7 +110,8 @@ class ImageFolderStream:
 
     def __init__(self, samples: Sequence[tuple[str, int]], *, classes: Sequence[str],
                  image_size: int = 224, resize: int | None = None,
-                 mean: Sequence[float] = IMAGENET_STATS[0], std: Sequence[float] = IMAGENET_STATS[1],
+                 mean: Sequence[float] = IMAGENET_STATS[0],
+                 std: Sequence[float] = IMAGENET_STATS[1],
                  name: str = "", num_workers: int | None = None) -> None:
         if image_size < 1:
             raise ValueError(f"image_size must be positive, got {image_size}")
@@ -145,8 +146,7 @@ class ImageFolderStream:
 
     def subset(self, indices: Sequence[int] | torch.Tensor | range) -> ImageFolderStream:
         """The images at `indices`, in that order, with the same classes and transforms."""
-        idx = torch.as_tensor(list(indices) if isinstance(indices, range) else indices,
-                              dtype=torch.int64).reshape(-1).tolist()
+        idx = as_index(indices).tolist()
         return ImageFolderStream([self.samples[i] for i in idx], classes=self.classes,
                                  image_size=self.image_size, resize=self.resize, mean=self.mean,
                                  std=self.std, name=self.name, num_workers=self.num_workers)

@@ -91,9 +91,11 @@ class SubnetScorer:
 
 def score_many(scorer: SubnetScorer, subnets: Sequence[Subnet], *, done: dict | None = None,
                checkpoint: Callable[[dict], None] | None = None, every_seconds: float = 30.0,
+               every_cells: int = 1000,
                rank: int = 0, world_size: int = 1, progress: bool = False) -> dict[str, dict]:
     """Score a list of subnets (this rank's shard), resuming from `done`
-    ({text: {"top1", "loss"}}); `checkpoint(results)` is called every `every_seconds`."""
+    ({text: {"top1", "loss"}}); `checkpoint(results)` is called every `every_seconds` or
+    `every_cells` new results, whichever comes first."""
     space = scorer.space
     results = dict(done or {})
     for text, rec in results.items():  # previously scored classes need no second pass
@@ -105,15 +107,16 @@ def score_many(scorer: SubnetScorer, subnets: Sequence[Subnet], *, done: dict | 
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc="scoring", dynamic_ncols=True, leave=False)
-    last = time.time()
+    last, since = time.time(), 0
     for s in todo:
         top1, loss = scorer.score_with_loss(s)
         results[space.format(s)] = {"top1": top1, "loss": loss}
         if bar is not None:
             bar.update(1)
-        if checkpoint is not None and time.time() - last > every_seconds:
+        since += 1
+        if checkpoint is not None and (since >= every_cells or time.time() - last > every_seconds):
             checkpoint(results)
-            last = time.time()
+            last, since = time.time(), 0
     if bar is not None:
         bar.close()
     return results

@@ -51,3 +51,10 @@ def broadcast_object(obj, ctx: DistContext):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def shutdown() -> None:
+    """Leave the process group cleanly (all ranks together) at the end of a command."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -1,0 +1,80 @@
+"""Benchmark ranking every NAS-Bench-201 cell: time to score all 15,625 cells with a K=3, C=5,
+N=5 supernet set on 512 and on 10,000 held-out 32x32 images (one forward pass per equivalence
+class: 9,445 classes, the 341 disconnected cells share one).
+
+The supernets are freshly initialised (the time of a forward pass does not depend on training).
+Writes JSON (default benchmarks/results/rank_all.json).
+
+    python benchmarks/rank_all.py [--device cpu|cuda] [--images 512,10000] [--cells N]
+
+--cells N times the first N classes only and extrapolates to all (CPU at 10,000 images takes hours).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from efsnas import create_criterion, create_space
+from efsnas.evaluate.scorer import SubnetScorer
+from efsnas.supernets import FewShotSupernets
+from efsnas.train.step import autocast_for
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--images", default="512,10000")
+    p.add_argument("--batch", type=int, default=512)
+    p.add_argument("--cells", type=int, default=None, help="classes timed (default: all)")
+    p.add_argument("--out", default="benchmarks/results/rank_all.json")
+    a = p.parse_args()
+    dev = torch.device(a.device)
+    space = create_space("nb201", C=16, N=5, input_size=32, num_classes=10)
+    split = create_criterion("nonlinearity", groups="0,1/2/3", width_divisor=3).split(space)
+    torch.manual_seed(0)
+    nets = FewShotSupernets(split).to(dev)
+    cl = dev.type == "cuda"
+    if cl:
+        nets.to(memory_format=torch.channels_last)
+    cells = [c for c in space.enumerate()]
+    classes = sorted({space.canonical(c) for c in cells if space.is_valid(c)})
+    rows = []
+    for n in map(int, a.images.split(",")):
+        x = torch.randn(n, 3, 32, 32, device=dev)
+        y = torch.randint(0, 10, (n,), device=dev)
+        batches = [(x[i:i + a.batch].contiguous(memory_format=torch.channels_last) if cl
+                    else x[i:i + a.batch], y[i:i + a.batch]) for i in range(0, n, a.batch)]
+        scorer = SubnetScorer(nets, batches, autocast=lambda: autocast_for(dev, True, "bfloat16"))
+        timed = classes[: a.cells] if a.cells else classes
+        scorer.score(timed[:3])  # warm-up
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        scorer.score(timed[3:])
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        per_class = dt / max(1, len(timed) - 3)
+        # Every cell's score: the classes' scores shared with their members (dict look-ups).
+        t1 = time.perf_counter()
+        scorer.score(cells[:2000] if a.cells else [c for c in cells if space.is_valid(c)])
+        share = time.perf_counter() - t1
+        rows.append({"images": n, "device": a.device, "classes_timed": len(timed) - 3,
+                     "seconds_per_class": per_class,
+                     "seconds_all_cells": per_class * len(classes) + share,
+                     "extrapolated": bool(a.cells), "images_per_s": n / per_class})
+        r = rows[-1]
+        print(f"{n:6d} images on {a.device}: {per_class * 1e3:.1f} ms per class, all 15,625 "
+              f"cells in {r['seconds_all_cells']:.0f}s"
+              f"{' (extrapolated)' if a.cells else ''}", flush=True)
+    with open(a.out, "w") as f:
+        json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(),
+                   "classes": len(classes), "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

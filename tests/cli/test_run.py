@@ -1,0 +1,104 @@
+"""The main job and the commands around it, at tiny scale on scikit-learn's digits."""
+
+import json
+
+import pytest
+
+from efsnas import create_space
+from efsnas.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    assert main(["run", "--preset", "tiny", "--out", str(out)]) == 0
+    return out
+
+
+def test_run_writes_a_consistent_result(tiny_run):
+    result = json.loads((tiny_run / "result.json").read_text())
+    space = create_space("nb201", C=8, N=1, in_channels=1, num_classes=10, input_size=8)
+    best = result["best"]
+    cell = space.parse(best["cell"])
+    assert space.is_valid(cell)
+    assert best["flops"] == space.flops(cell) and best["params"] == space.params(cell)
+    assert best["nonlinearity_count"] == space.nonlinearity_count(cell)
+    assert 0 <= best["predicted_top1"] <= 100
+    scores = [t["predicted_top1"] for t in result["top"]]
+    assert scores == sorted(scores, reverse=True) and scores[0] == best["predicted_top1"]
+    for name in ("config.yaml", "metrics.jsonl", "checkpoint.pt"):
+        assert (tiny_run / name).exists()
+    assert "scikit-learn digits" in result["data"]
+
+
+def test_predicted_accuracy_is_recomputable(tiny_run, tmp_path):
+    """The best cell's score is the same when evaluated again from the saved run."""
+    result = json.loads((tiny_run / "result.json").read_text())
+    cells = tmp_path / "cells.json"
+    cells.write_text(json.dumps([result["best"]["cell"]]))
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", str(tiny_run), "--cells", str(cells), "--output", str(out),
+                 "--no-progress"]) == 0
+    scores = json.loads(out.read_text())["scores"]
+    assert scores[result["best"]["cell"]] == pytest.approx(result["best"]["predicted_top1"])
+
+
+def test_rerun_resumes_instead_of_retraining(tiny_run, capsys):
+    assert main(["run", "--preset", "tiny", "--out", str(tiny_run)]) == 0
+    assert "already trained" in capsys.readouterr().out
+
+
+def test_search_with_flops_limit_and_ground_truth(tiny_run, tmp_path):
+    space = create_space("nb201", C=8, N=1, in_channels=1, num_classes=10, input_size=8)
+    truth = {space.format(c): float(sum(c)) for c in space.enumerate() if space.is_valid(c)}
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(truth))
+    assert main(["search", str(tiny_run), "--max-flops", "0.1", "--ground-truth", str(gt),
+                 "--name", "limited"]) == 0
+    res = json.loads((tiny_run / "limited.json").read_text())
+    assert all(t["flops"] <= 0.1e6 for t in res["top"])
+    assert all("true_rank" in t for t in res["top"])
+
+
+def test_retrain_the_found_cell(tiny_run, capsys):
+    assert main(["retrain", "--run", str(tiny_run), "--set", "retrain.epochs=1"]) == 0
+    rec = json.loads((tiny_run / "retrain.json").read_text())
+    assert rec["cell"] == json.loads((tiny_run / "result.json").read_text())["best"]["cell"]
+    assert 0 <= rec["top1_mean"] <= 100 and rec["runs"][0]["evaluated_on"] == "heldout"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["run", "--preset", "nope"], "unknown preset"),
+    (["run", "--preset", "tiny", "--set", "train.epochs=0"], "train.epochs"),
+    (["run", "--preset", "tiny", "--set", "train.bogus=1"], "train.bogus"),
+    (["run", "--preset", "tiny", "--set", "novalue"], "SECTION.KEY=VALUE"),
+    (["run", "--config", "/nonexistent.yaml"], "does not exist"),
+    (["run", "--preset", "tiny", "--data", "cifar10", "--data-root", "/nonexistent"], "cifar"),
+    (["run", "--preset", "tiny", "--data", "imagenet99"], "imagenet99"),
+    (["evaluate", "/nonexistent-run"], "not a run folder"),
+    (["retrain", "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|", "--preset", "tiny"],
+     "unknown operation"),
+])
+def test_bad_input_gives_one_line_and_exit_2(argv, needle, capsys, tmp_path):
+    if "--out" not in argv and argv[0] in ("run", "retrain"):
+        argv = [*argv, "--out", str(tmp_path / "x")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle.lower() in err.lower(), err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_yaml_config(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train: [1, 2\n")
+    assert main(["run", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_space_command_json(capsys, tmp_path, nb201_groups):
+    out = tmp_path / "groups.json"
+    assert main(["space", "nb201", "--json", "--groups-out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["disconnected"] == 341 and summary["equivalence_classes"] == 9445
+    assert summary["per_subspace"] == {"count=0,1": 8764, "count=2": 5520, "count=3": 1000}
+    assert json.loads(out.read_text()) == nb201_groups
