@@ -202,9 +202,9 @@ def summarise(record: dict, ranking: dict) -> dict:
     tau = ranking["kendall_tau"]
     best = ranking.get("best_predicted") or {}
     return {
-        "tau_all": tau["all"]["value"], "tau_top1": tau["top_1%"]["value"],
-        "tau_top50": tau["top_50%"]["value"], "tau_bottom50": tau["bottom_50%"]["value"],
-        "spearman": ranking["spearman_rho"]["value"], "best_rank": best.get("true_rank"),
+        "tau_all": tau["all"]["tau"], "tau_top1": tau["top_1%"]["tau"],
+        "tau_top50": tau["top_50%"]["tau"], "tau_bottom50": tau["bottom_50%"]["tau"],
+        "spearman": ranking["spearman_rho"]["rho"], "best_rank": best.get("true_rank"),
         **{k: record[k] for k in ("train_seconds", "split_seconds", "parameters",
                                   "subnet_images", "images_drawn", "supernets")},
     }

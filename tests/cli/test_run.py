@@ -73,13 +73,16 @@ def test_retrain_the_found_cell(tiny_run, capsys):
     (["run", "--preset", "tiny", "--set", "train.bogus=1"], "train.bogus"),
     (["run", "--preset", "tiny", "--set", "novalue"], "SECTION.KEY=VALUE"),
     (["run", "--config", "/nonexistent.yaml"], "does not exist"),
-    (["run", "--preset", "tiny", "--data", "cifar10", "--data-root", "/nonexistent"], "cifar"),
+    (["run", "--preset", "tiny", "--data", "cifar10", "--data-root", "/nonexistent"],
+     "/nonexistent does not exist"),
+    (["run", "--preset", "tiny", "--data", "cifar10", "--data-root", "EMPTY"], "data_batch_1"),
     (["run", "--preset", "tiny", "--data", "imagenet99"], "imagenet99"),
     (["evaluate", "/nonexistent-run"], "not a run folder"),
     (["retrain", "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|", "--preset", "tiny"],
      "unknown operation"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(argv, needle, capsys, tmp_path):
+    argv = [str(tmp_path) if a == "EMPTY" else a for a in argv]
     if "--out" not in argv and argv[0] in ("run", "retrain"):
         argv = [*argv, "--out", str(tmp_path / "x")]
     assert main(argv) == 2

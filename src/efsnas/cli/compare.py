@@ -10,7 +10,6 @@ from pathlib import Path
 from efsnas.cli.common import add_config_args, config_from_args, read_json, write_json_atomic
 from efsnas.errors import UsageError
 
-
 # Kept in step with efsnas.compare.VARIANTS (imported lazily: it pulls in torch).
 DEFAULT_CRITERIA = ["oneshot", "fsnas", "gmnas", "nonlinearity", "nonlinearity-nosbs"]
 
@@ -19,12 +18,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "compare", help="train the split criteria at an equal budget and compare their ranking",
         description="Train each criterion (one-shot, FS-NAS, GM-NAS, this method with and "
-                    "without SBS) for the same epochs on the same minibatches, score the ground "
-                    "truth's cells with each, and print one table (Kendall tau all / top 1% / "
-                    "top 50%, Spearman, ground-truth rank of each run's best cell, training and "
-                    "split cost), plus a bar chart. Every run is resumable; rerun to continue.")
-    p.add_argument("--ground-truth", required=True, metavar="FILE",
+                    "without SBS) for the same epochs on the same minibatches, score the same "
+                    "cells with each, and print one table (Kendall tau all / top 1% / top 50%, "
+                    "Spearman, ground-truth rank of each run's best cell, training and split "
+                    "cost), plus a bar chart. Every run is resumable; rerun to continue. The "
+                    "table is recomputed from the saved scores, so a rerun with a newer ground "
+                    "truth trains nothing.")
+    p.add_argument("--ground-truth", metavar="FILE",
                    help="JSON cell -> accuracy (e.g. from `efsnas groundtruth build`)")
+    p.add_argument("--cells", metavar="FILE",
+                   help="JSON list of cells to score (default: the ground truth's cells); lets "
+                        "training start before the ground truth is finished")
     p.add_argument("--criteria", default=",".join(DEFAULT_CRITERIA),
                    help=f"comma-separated, from: {', '.join(DEFAULT_CRITERIA)}")
     p.add_argument("--seeds", type=int, default=3, help="seeds per criterion (default 3)")
@@ -32,10 +36,27 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _cells(args, space) -> list:
+    if args.cells:
+        texts = read_json(args.cells, "cell list")
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise UsageError(f"{args.cells} must hold a JSON list of cell strings")
+    elif args.ground_truth and Path(args.ground_truth).exists():
+        from efsnas.evaluate.ranking import load_ground_truth
+
+        texts = sorted(load_ground_truth(args.ground_truth))
+    else:
+        raise UsageError("give --ground-truth FILE (or --cells FILE to train and score first)")
+    cells = [space.parse(t) for t in texts]
+    cells = [c for c in cells if space.is_valid(c)]
+    if not cells:
+        raise UsageError(f"no valid {space.name} subnet to score")
+    return cells
+
+
 def run(args: argparse.Namespace) -> int:
     from efsnas import compare, pipeline
     from efsnas.config import dump_config
-    from efsnas.evaluate.ranking import correlate, load_ground_truth
     from efsnas.train.distributed import init_distributed
 
     names = [c.strip() for c in args.criteria.split(",") if c.strip()]
@@ -46,52 +67,58 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--seeds must be at least 1")
     base = config_from_args(args)
     out = Path(args.out or base.out)
-    truth = load_ground_truth(args.ground_truth)
     _, device = init_distributed(base.train.device)
     data = pipeline.load_data_for(base)
     space = pipeline.build_space(base, data)
-    cells = []
-    for text in sorted(truth):
-        s = space.parse(text)
-        if space.is_valid(s):
-            cells.append(s)
-    if not cells:
-        raise UsageError(f"no valid {space.name} subnet in {args.ground_truth}")
+    cells = _cells(args, space)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_config(base))
-    print(f"data: {data.description}; {len(cells)} ground-truth cells; criteria {names}; "
+    print(f"data: {data.description}; {len(cells)} cells; criteria {names}; "
           f"{args.seeds} seed(s); {base.train.epochs} epochs each")
-    rows: dict[str, list[dict]] = {}
+    runs: dict[str, list[Path]] = {}
     for name in names:
         for seed in range(args.seeds):
             run_dir = out / name / f"seed{seed}"
-            done = run_dir / "eval.json"
-            if done.exists():
-                rows.setdefault(name, []).append(read_json(done)["summary"])
+            runs.setdefault(name, []).append(run_dir)
+            if (run_dir / "scores.json").exists():
                 continue
             cfg = compare.variant_config(base, name, base.train.seed + seed, run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "config.yaml").write_text(dump_config(cfg))
-            print(f"== {name} seed {seed}: {compare.VARIANTS[name].label}")
+            print(f"== {name} seed {seed}: {compare.VARIANTS[name].label}", flush=True)
             nets, cost = compare.train_variant(cfg, name, data, space, device, run_dir)
             t0 = time.time()
             scores = compare.score_cells(nets, data, cfg, device, cells)
             cost["score_seconds"] = time.time() - t0
+            write_json_atomic(run_dir / "cost.json", cost)
+            write_json_atomic(run_dir / "scores.json", {"scores": scores})  # marks the run done
+            print(f"   trained in {cost['train_seconds']:.0f}s, scored {len(scores)} cells in "
+                  f"{cost['score_seconds']:.0f}s", flush=True)
+    if not args.ground_truth or not Path(args.ground_truth).exists():
+        print(f"scores written under {out}; rerun with --ground-truth FILE for the table")
+        return 0
+    return _report(args, out, names, runs, data.description, base, len(cells))
+
+
+def _report(args, out: Path, names, runs: dict[str, list[Path]], data_desc: str, base,
+            n_cells: int) -> int:
+    from efsnas import compare
+    from efsnas.evaluate.ranking import correlate, load_ground_truth
+
+    truth = load_ground_truth(args.ground_truth)
+    rows: dict[str, list[dict]] = {}
+    for name in names:
+        for run_dir in runs[name]:
+            scores = read_json(run_dir / "scores.json", "scores")["scores"]
             ranking = correlate(scores, truth)
-            summary = compare.summarise(cost, ranking)
-            write_json_atomic(run_dir / "scores.json", {"scores": scores})
-            write_json_atomic(done, {"summary": summary, "cost": cost, "ranking": ranking})
+            summary = compare.summarise(read_json(run_dir / "cost.json", "cost"), ranking)
+            write_json_atomic(run_dir / "eval.json", {"summary": summary, "ranking": ranking})
             rows.setdefault(name, []).append(summary)
-            print(f"   tau {summary['tau_all']:.3f}, spearman {summary['spearman']:.3f}, "
-                  f"best cell's true rank {summary['best_rank']}, "
-                  f"train {cost['train_seconds']:.0f}s")
     agg = compare.aggregate(rows)
     table = compare.markdown_table(agg)
-    write_json_atomic(out / "compare.json", {"ground_truth": args.ground_truth,
-                                              "cells": len(cells), "seeds": args.seeds,
-                                              "data": data.description,
-                                              "config": base.model_dump(), "criteria": agg,
-                                              "runs": rows})
+    write_json_atomic(out / "compare.json", {
+        "ground_truth": args.ground_truth, "cells": n_cells, "seeds": args.seeds,
+        "data": data_desc, "config": base.model_dump(), "criteria": agg, "runs": rows})
     (out / "compare.md").write_text(table + "\n")
     compare.bar_chart(agg, out / "compare.png")
     print(table)

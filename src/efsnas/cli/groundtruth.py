@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
                              "output file or --force")
         state = None
     state = state or {"config": cfg.model_dump(exclude={"out", "search", "eval"}), "runs": {}}
+    # The planned sample, so other steps (efsnas compare --cells) can start before it is done.
+    write_json_atomic(out.with_name(out.stem + ".cells.json"), [space.format(c) for c in cells])
     print(f"data: {data.description}; {len(cells)} cells x {len(seeds)} seeds "
           f"({len(state['runs'])} trainings already done)")
 

@@ -43,6 +43,7 @@ class SupernetTrainer:
         if channels_last:
             self.supernets.to(memory_format=torch.channels_last)
         self.sampler, self.data, self.run_dir = sampler, data, Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.identity = identity
         self.epochs, self.batch_size, self.steps_per_epoch = epochs, batch_size, steps_per_epoch
         self.lr, self.lr_min = lr, lr_min

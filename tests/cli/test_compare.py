@@ -1,0 +1,83 @@
+"""`efsnas groundtruth build` and `efsnas compare` at a tiny scale on digits."""
+
+import json
+
+import pytest
+
+from efsnas.cli.main import main
+
+TINY = ["--preset", "tiny", "--set", "retrain.epochs=1", "--set", "retrain.batch_size=64"]
+
+
+@pytest.fixture(scope="module")
+def ground_truth(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gt") / "gt.json"
+    assert main(["groundtruth", "build", str(out), "--per-subspace", "3", "--seeds", "2",
+                 *TINY]) == 0
+    return out
+
+
+def test_ground_truth_builder(ground_truth):
+    gt = json.loads(ground_truth.read_text())
+    assert len(gt) == 9 and all(0 <= v <= 100 for v in gt.values())
+    meta = json.loads(ground_truth.with_name("gt.meta.json").read_text())
+    assert meta["per_subspace"] == {"count=0,1": 3, "count=2": 3, "count=3": 3}
+    assert meta["seed_to_seed_tau"]["pairs"][0]["cells"] == 9
+    runs = json.loads(ground_truth.with_name("gt.runs.json").read_text())["runs"]
+    assert len(runs) == 18
+
+
+def test_ground_truth_builder_resumes(ground_truth, capsys):
+    # A second call finds every training done and trains nothing.
+    assert main(["groundtruth", "build", str(ground_truth), "--per-subspace", "3", "--seeds", "2",
+                 *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "18 trainings already done" in out and "[1/" not in out
+    # One more seed trains only the new (cell, seed) pairs.
+    assert main(["groundtruth", "build", str(ground_truth), "--per-subspace", "3", "--seeds", "3",
+                 *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "[9/9]" in out and "[10/" not in out
+
+
+def test_compare_produces_the_table_with_every_criterion(ground_truth, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--ground-truth", str(ground_truth), "--seeds", "2", "--preset", "tiny",
+            "--out", str(out), "--set", "train.epochs=3", "--set", "train.steps_per_epoch=2",
+            "--set", "split.gm_warmup_epochs=[1,2]", "--set", "split.fsnas_transfer=true",
+            "--set", "split.gm_samples=1"]
+    assert main(args) == 0
+    res = json.loads((out / "compare.json").read_text())
+    names = ["oneshot", "fsnas", "gmnas", "nonlinearity", "nonlinearity-nosbs"]
+    assert list(res["criteria"]) == names
+    for name in names:
+        c = res["criteria"][name]
+        assert c["runs"] == 2 and "tau_all" in c and -1 <= c["tau_all"]["mean"] <= 1
+        runs = res["runs"][name]
+        assert all(r["images_drawn"] == runs[0]["images_drawn"] for r in runs)
+    # the same number of training images for every criterion; the costs differ
+    drawn = {res["runs"][n][0]["images_drawn"] for n in names}
+    assert len(drawn) == 1
+    assert res["runs"]["gmnas"][0]["supernets"] == 4 and res["runs"]["gmnas"][0]["split_seconds"] > 0
+    assert res["runs"]["fsnas"][0]["supernets"] == 5 and res["runs"]["oneshot"][0]["supernets"] == 1
+    assert res["runs"]["nonlinearity"][0]["subnet_images"] == 3 * drawn.pop()
+    table = (out / "compare.md").read_text()
+    assert all(f"| {n} |" in table for n in names)
+    assert (out / "compare.png").stat().st_size > 1000
+    # a rerun reuses every finished run
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "==" not in capsys.readouterr().out
+
+
+def test_compare_can_score_before_the_ground_truth_exists(ground_truth, tmp_path, capsys):
+    cells = ground_truth.with_name("gt.cells.json")
+    out = tmp_path / "cmp"
+    args = ["compare", "--cells", str(cells), "--criteria", "oneshot,nonlinearity", "--seeds", "1",
+            "--preset", "tiny", "--out", str(out), "--set", "train.steps_per_epoch=2"]
+    assert main([*args, "--ground-truth", str(tmp_path / "not-yet.json")]) == 0
+    assert "rerun with --ground-truth" in capsys.readouterr().out
+    assert main([*args, "--ground-truth", str(ground_truth)]) == 0
+    assert "==" not in capsys.readouterr().out  # nothing retrained
+    assert set(json.loads((out / "compare.json").read_text())["criteria"]) == {
+        "oneshot", "nonlinearity"}

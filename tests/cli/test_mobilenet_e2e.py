@@ -1,0 +1,54 @@
+"""The MobileNet space end to end on a tiny ImageFolder: train, search under FLOPs, retrain."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from efsnas import create_space
+from efsnas.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(["ant", "bee", "cat"]):
+        (root / name).mkdir()
+        for i in range(12):
+            base = np.zeros((32, 32, 3), np.uint8)
+            base[..., k] = 180  # a colour per class, plus noise
+            img = np.clip(base + rng.integers(0, 60, base.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / name / f"{i}.png")
+    return root
+
+
+def test_toy_imagenet_pipeline(image_folder, tmp_path):
+    space = create_space("mobilenet", width_mult=0.25, input_size=32, num_classes=3)
+    rng = random.Random(0)
+    limit = sorted(space.flops(space.sample(rng)) for _ in range(200))[100] / 1e6  # median
+    out = tmp_path / "run"
+    common = ["--preset", "imagenet", "--out", str(out), "--data-root", str(image_folder),
+              "--set", "space.width_mult=0.25", "--set", "space.input_size=32",
+              "--set", "data.heldout_per_class=2", "--set", "data.image_size=32",
+              "--set", "train.epochs=2", "--set", "train.batch_size=8",
+              "--set", "train.steps_per_epoch=2", "--set", "eval.batch_size=6",
+              "--set", "eval.recal_batches=2", "--set", "search.population=8",
+              "--set", "search.generations=2", "--set", "search.mutations=3",
+              "--set", "search.crossovers=3", "--set", "search.topk=3",
+              "--set", f"search.max_flops={limit}", "--set", "train.progress=false"]
+    assert main(["run", *common]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert len(result["supernets"]["supernets"]) == 6  # K=6 half-width supernets
+    assert result["supernets"]["split"]["width_divisor"] == 2
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(v is not None for v in metrics[0]["loss"])  # SBS trained all six every epoch
+    for top in result["top"]:
+        s = space.parse(top["cell"])
+        assert space.is_valid(s) and top["flops"] == space.flops(s) <= limit * 1e6
+    assert main(["retrain", "--run", str(out), "--set", "retrain.epochs=1",
+                 "--set", "retrain.batch_size=8"]) == 0
+    re = json.loads((out / "retrain.json").read_text())
+    assert re["cell"] == result["best"]["cell"] and 0 <= re["top1_mean"] <= 100
