@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from efsnas import pipeline
-from efsnas.cli.common import write_json_atomic
 from efsnas.config import RunConfig
+from efsnas.fileio import write_json_atomic
 from efsnas.registry import create_criterion
 from efsnas.sampling import create_sampler
 from efsnas.supernets import FewShotSupernets

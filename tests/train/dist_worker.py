@@ -4,7 +4,6 @@ rank drew and the checksum of its weights."""
 import json
 import sys
 
-import torch
 import torch.distributed as dist
 
 from efsnas import pipeline

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from efsnas.errors import UsageError
+from efsnas.fileio import write_json_atomic  # noqa: F401  (re-exported for commands)
 
 
 def add_space_args(p: argparse.ArgumentParser) -> None:
@@ -25,24 +25,6 @@ def space_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     keys = {"C": "C", "N": "N", "in_channels": "in_channels", "num_classes": "num_classes",
             "input_size": "input_size"}
     return {k: getattr(args, a) for k, a in keys.items() if getattr(args, a, None) is not None}
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 1) -> None:
-    """Write JSON through a temporary file and rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=indent)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:

@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import random
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 
 from efsnas.api.search_space import SearchSpace, Subnet
 from efsnas.errors import CheckpointError, UsageError
+from efsnas.fileio import write_json_atomic
 
 log = logging.getLogger("efsnas.search")
 
@@ -55,23 +55,6 @@ class SearchResult:
         return {"top": [{**asdict(c), "subnet": list(c.subnet)} for c in self.top],
                 "evaluated": self.evaluated, "generations": self.generations,
                 "history": self.history}
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Temporary file, fsync, rename: a reader (or a resumed search) never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _rank_key(score: float) -> float:

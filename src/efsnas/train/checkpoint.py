@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,24 +11,12 @@ import numpy as np
 import torch
 
 from efsnas.errors import CheckpointError
+from efsnas.fileio import write_atomic
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save through a temporary file in the same folder, fsync, then rename: a reader
-    (or a kill at any moment) sees the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """torch.save through a temporary file and a rename (never a half-written checkpoint)."""
+    write_atomic(path, lambda f: torch.save(obj, f), binary=True)
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict:
