@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from efsnas import pipeline
-    from efsnas.config import RunConfig, _merge, load_config, parse_override
+    from efsnas.config import RunConfig, _merge, parse_override
     from efsnas.train.distributed import init_distributed
 
     if args.run:
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = RunConfig.model_validate(data)
         out_dir = Path(args.out or args.run)
     else:
-        cfg = config_from_args(args) if (args.config or args.set or args.preset) else load_config()
+        cfg = config_from_args(args)
         out_dir = Path(args.out or cfg.out)
     text = args.cell
     if text is None:
