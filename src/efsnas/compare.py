@@ -21,9 +21,7 @@ from efsnas import pipeline
 from efsnas.config import RunConfig
 from efsnas.fileio import write_json_atomic
 from efsnas.registry import create_criterion
-from efsnas.sampling import create_sampler
 from efsnas.supernets import FewShotSupernets
-from efsnas.train.trainer import SupernetTrainer
 
 
 @dataclass(frozen=True)
@@ -67,19 +65,11 @@ class _Stages:
 
     def train(self, nets: FewShotSupernets, *, stage: int, start: int, until: int,
               sampler: str) -> FewShotSupernets:
-        t = self.cfg.train
         identity = {**self.cfg.training_identity(), "stage": stage,
                     "split": nets.split.describe()}
-        trainer = SupernetTrainer(
-            supernets=nets, sampler=create_sampler(sampler, nets.split, seed=t.seed),
-            data=self.data, run_dir=self.run_dir / f"stage{stage}", identity=identity,
-            epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, lr_min=t.lr_min,
-            momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay,
-            wd_weights_only=t.wd_weights_only, label_smoothing=t.label_smoothing,
-            grad_clip=t.grad_clip, seed=t.seed, steps_per_epoch=t.steps_per_epoch,
-            device=self.device, amp=t.amp, amp_dtype=t.amp_dtype,
-            augment=self.data.augment if self.cfg.data.augment else None,
-            tensorboard=False, progress=t.progress)
+        trainer = pipeline.build_trainer(self.cfg, nets, self.data, self.run_dir / f"stage{stage}",
+                                         self.device, sampler=sampler, identity=identity,
+                                         tensorboard=False)
         if not trainer.resume():
             trainer.epoch = start
         if trainer.epoch < until:
@@ -189,10 +179,7 @@ def score_cells(nets: FewShotSupernets, data, cfg: RunConfig, device, cells: lis
     """Top-1 of every cell with its own supernet (one pass per equivalence class)."""
     from efsnas.evaluate.scorer import SubnetScorer
 
-    ho = data.heldout
-    if cfg.eval.max_images is not None and cfg.eval.max_images < len(ho):
-        ho = ho.subset(range(cfg.eval.max_images))
-    scorer = SubnetScorer(nets.to(device), ho.fixed_batches(cfg.eval.batch_size, device=device),
+    scorer = SubnetScorer(nets.to(device), pipeline.heldout_batches_for(cfg, data, device),
                           bn=cfg.eval.bn)
     space = nets.space
     return {space.format(c): s for c, s in zip(cells, scorer.score(cells))}

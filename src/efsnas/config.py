@@ -201,6 +201,22 @@ def load_config(*, preset: str | None = None, path: str | None = None,
         data = _merge(data, _read_yaml(p.read_text(), f"config file {p}"))
     for item in overrides or []:
         data = _merge(data, parse_override(item))
+    return _validate(data)
+
+
+def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """The resolved config a run folder holds, with `--set` style overrides applied."""
+    cfg_path = Path(run_dir) / "config.yaml"
+    if not cfg_path.is_file():
+        raise UsageError(f"{run_dir} is not a run folder (no config.yaml); train one with "
+                         "`efsnas train --out DIR` or `efsnas run`")
+    data = _read_yaml(cfg_path.read_text(), f"config file {cfg_path}")
+    for item in overrides or []:
+        data = _merge(data, parse_override(item))
+    return _validate(data)
+
+
+def _validate(data: dict) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:

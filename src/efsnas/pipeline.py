@@ -115,18 +115,28 @@ def setup(cfg: RunConfig, *, force: bool = False) -> Setup:
     return Setup(cfg, run_dir, data, space, split, supernets, device, dist)
 
 
-def make_trainer(st: Setup) -> SupernetTrainer:
-    t = st.cfg.train
-    sampler = create_sampler(t.sampler, st.split, seed=t.seed)
-    augment = st.data.augment if st.cfg.data.augment else None
+def build_trainer(cfg: RunConfig, supernets: FewShotSupernets, data, run_dir: Path,
+                  device: torch.device, *, sampler: str, identity: dict,
+                  channels_last: bool = False, tensorboard: bool | None = None,
+                  dist: DistContext | None = None) -> SupernetTrainer:
+    """A trainer for `supernets` with the config's recipe (also used by staged criteria)."""
+    t = cfg.train
     return SupernetTrainer(
-        supernets=st.supernets, sampler=sampler, data=st.data, run_dir=st.run_dir,
-        identity=st.cfg.training_identity(), epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
-        lr_min=t.lr_min, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay,
-        wd_weights_only=t.wd_weights_only, label_smoothing=t.label_smoothing,
-        grad_clip=t.grad_clip, seed=t.seed, steps_per_epoch=t.steps_per_epoch, device=st.device,
-        amp=t.amp, amp_dtype=t.amp_dtype, channels_last=st.channels_last, augment=augment,
-        tensorboard=t.tensorboard, progress=t.progress, dist=st.dist)
+        supernets=supernets, sampler=create_sampler(sampler, supernets.split, seed=t.seed),
+        data=data, run_dir=run_dir, identity=identity, epochs=t.epochs,
+        batch_size=t.batch_size, lr=t.lr, lr_min=t.lr_min, momentum=t.momentum,
+        nesterov=t.nesterov, weight_decay=t.weight_decay, wd_weights_only=t.wd_weights_only,
+        label_smoothing=t.label_smoothing, grad_clip=t.grad_clip, seed=t.seed,
+        steps_per_epoch=t.steps_per_epoch, device=device, amp=t.amp, amp_dtype=t.amp_dtype,
+        channels_last=channels_last, augment=data.augment if cfg.data.augment else None,
+        tensorboard=t.tensorboard if tensorboard is None else tensorboard, progress=t.progress,
+        dist=dist)
+
+
+def make_trainer(st: Setup) -> SupernetTrainer:
+    return build_trainer(st.cfg, st.supernets, st.data, st.run_dir, st.device,
+                         sampler=st.cfg.train.sampler, identity=st.cfg.training_identity(),
+                         channels_last=st.channels_last, dist=st.dist)
 
 
 def train(st: Setup, *, log_fn=print) -> dict:
@@ -145,12 +155,16 @@ def train(st: Setup, *, log_fn=print) -> dict:
 
 
 def heldout_batches(st: Setup):
+    return heldout_batches_for(st.cfg, st.data, st.device, channels_last=st.channels_last)
+
+
+def heldout_batches_for(cfg: RunConfig, data, device: torch.device, *,
+                        channels_last: bool = False):
     """The held-out scoring set, materialised once on the device."""
-    ho = st.data.heldout
-    if st.cfg.eval.max_images is not None and st.cfg.eval.max_images < len(ho):
-        ho = ho.subset(range(st.cfg.eval.max_images))
-    return ho.fixed_batches(st.cfg.eval.batch_size, device=st.device,
-                            channels_last=st.channels_last)
+    ho = data.heldout
+    if cfg.eval.max_images is not None and cfg.eval.max_images < len(ho):
+        ho = ho.subset(range(cfg.eval.max_images))
+    return ho.fixed_batches(cfg.eval.batch_size, device=device, channels_last=channels_last)
 
 
 def make_scorer(st: Setup):
@@ -184,23 +198,11 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 def open_run(run_dir: str | Path, *, overrides: list[str] | None = None) -> Setup:
     """A trained run from its folder: its resolved config, data, and supernet weights."""
-    import yaml
-
-    from efsnas.config import _merge, parse_override
+    from efsnas.config import load_run_config
     from efsnas.train.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise UsageError(f"{run_dir} is not a run folder (no config.yaml); train one with "
-                         "`efsnas train --out DIR` or `efsnas run`")
-    data = yaml.safe_load(cfg_path.read_text())
-    for item in overrides or []:
-        data = _merge(data, parse_override(item))
-    try:
-        cfg = RunConfig.model_validate(data)
-    except Exception as e:  # pydantic ValidationError
-        raise UsageError(f"{cfg_path}: invalid config ({str(e).splitlines()[0]})") from None
+    cfg = load_run_config(run_dir, overrides)
     dist, device = init_distributed(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
     ds = load_data_for(cfg)

@@ -105,3 +105,9 @@ def test_space_command_json(capsys, tmp_path, nb201_groups):
     assert summary["disconnected"] == 341 and summary["equivalence_classes"] == 9445
     assert summary["per_subspace"] == {"count=0,1": 8764, "count=2": 5520, "count=3": 1000}
     assert json.loads(out.read_text()) == nb201_groups
+
+
+def test_bad_override_of_a_saved_run_is_a_one_line_error(tiny_run, capsys):
+    assert main(["retrain", "--run", str(tiny_run), "--set", "retrain.epochs=0"]) == 2
+    err = capsys.readouterr().err
+    assert "retrain.epochs" in err and err.count("\n") == 1

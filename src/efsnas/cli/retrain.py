@@ -24,20 +24,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
     from efsnas import pipeline
-    from efsnas.config import RunConfig, _merge, parse_override
+    from efsnas.config import load_run_config
     from efsnas.train.distributed import init_distributed
 
     if args.run:
-        cfg_path = Path(args.run) / "config.yaml"
-        if not cfg_path.is_file():
-            raise UsageError(f"{args.run} is not a run folder (no config.yaml)")
-        data = yaml.safe_load(cfg_path.read_text())
-        for item in args.set:
-            data = _merge(data, parse_override(item))
-        cfg = RunConfig.model_validate(data)
+        cfg = load_run_config(args.run, args.set)
         out_dir = Path(args.out or args.run)
     else:
         cfg = config_from_args(args)
