@@ -56,5 +56,8 @@ def broadcast_object(obj, ctx: DistContext):
 def shutdown() -> None:
     """Leave the process group cleanly (all ranks together) at the end of a command."""
     if dist.is_available() and dist.is_initialized():
+        import gc
+
+        gc.collect()  # DDP wrappers must be gone before their process group
         dist.barrier()
         dist.destroy_process_group()
