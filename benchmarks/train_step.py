@@ -5,11 +5,16 @@ Configurations (NAS-Bench-201 scale: N=5, 32x32 inputs, batch 64 and 128):
   sbs       K=3, C=5,  one subnet per supernet per step (3 forward/backward, one optimizer step)
   balanced  K=3, C=5,  one subnet per step from a uniformly chosen supernet
   naive     K=1, C=16, a straightforward supernet kept here for reference: every edge computed
-            (zeros for none, dead edges too), default memory format, same sampled cells
+            (zeros for none, dead edges too), default memory format, PyTorch's own batch norm
+            and pooling kernels, same sampled cells
+The other configurations run as `efsnas train` runs them: channels_last where the space says it
+is faster (--memory-format auto; `contiguous` or `channels_last` force one), with the CPU fast
+paths of efsnas.layers.
 Each configuration runs in a fresh subprocess so peak RSS (CPU) is its own; on CUDA the peak is
 torch.cuda.max_memory_allocated. Writes JSON (default benchmarks/results/train_step.json).
 
-    python benchmarks/train_step.py [--device cpu|cuda] [--steps 10] [--out FILE]
+    python benchmarks/train_step.py [--device cpu|cuda] [--steps 10] [--memory-format auto]
+                                    [--out FILE]
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import time
 import torch
 
 from efsnas import create_criterion, create_space
+from efsnas.layers import AvgPool3x3, BatchNorm2d
 from efsnas.sampling import create_sampler
 from efsnas.spaces.nb201.cell import EDGES, OPS
 from efsnas.spaces.nb201.network import NB201Supernet
@@ -34,6 +40,15 @@ from efsnas.train.step import autocast_for, build_optimizer, train_step
 
 class NaiveSupernet(NB201Supernet):
     """Reference: computes every edge of every cell, multiplying by zero for none."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # PyTorch's own layers instead of efsnas.layers' fast paths (same attributes, no state)
+        for m in self.modules():
+            if isinstance(m, BatchNorm2d):
+                m.__class__ = torch.nn.BatchNorm2d
+            elif isinstance(m, AvgPool3x3):
+                m.__class__ = torch.nn.AvgPool2d
 
     def forward(self, x, subnet):
         body = self.body
@@ -67,15 +82,21 @@ def build(config: str):
     nets = FewShotSupernets(split)
     if config == "naive":
         nets.supernets[0] = NaiveSupernet(C=16, N=5, in_channels=3, num_classes=10)
-    return nets, create_sampler(sampler, split, seed=0)
+    return space, nets, create_sampler(sampler, split, seed=0)
 
 
-def measure(config: str, batch: int, device: str, steps: int, warmup: int = 3) -> dict:
+def measure(config: str, batch: int, device: str, steps: int, memory_format: str,
+            warmup: int = 3) -> dict:
     torch.manual_seed(0)
     dev = torch.device(device)
-    nets, sampler = build(config)
+    space, nets, sampler = build(config)
     nets.to(dev)
-    channels_last = dev.type == "cuda" and config != "naive"
+    if config == "naive":
+        channels_last = False
+    elif memory_format == "auto":
+        channels_last = dev.type == "cuda" or space.channels_last_on_cpu
+    else:
+        channels_last = memory_format == "channels_last"
     if channels_last:
         nets.to(memory_format=torch.channels_last)
     opt = build_optimizer(nets, lr=0.025, momentum=0.9, nesterov=True, weight_decay=5e-4,
@@ -107,6 +128,7 @@ def measure(config: str, batch: int, device: str, steps: int, warmup: int = 3) -
     return {"config": config, "batch": batch, "device": device, "steps": steps,
             "seconds_per_step": dt, "images_per_s": batch / dt,
             "subnet_forwards_per_step": forwards / steps, "peak_memory_mb": peak / 2**20,
+            "channels_last": channels_last,
             "parameters": sum(p.numel() for p in nets.parameters())}
 
 
@@ -116,18 +138,21 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--batches", default="64,128")
     p.add_argument("--configs", default="oneshot,sbs,balanced,naive")
+    p.add_argument("--memory-format", default="auto",
+                   choices=["auto", "contiguous", "channels_last"])
     p.add_argument("--out", default="benchmarks/results/train_step.json")
     p.add_argument("--one", help=argparse.SUPPRESS)  # child process: config:batch
     a = p.parse_args()
     if a.one:
         config, batch = a.one.split(":")
-        print(json.dumps(measure(config, int(batch), a.device, a.steps)))
+        print(json.dumps(measure(config, int(batch), a.device, a.steps, a.memory_format)))
         return
     rows = []
     for batch in map(int, a.batches.split(",")):
         for config in a.configs.split(","):
             out = subprocess.run([sys.executable, __file__, "--one", f"{config}:{batch}",
-                                  "--device", a.device, "--steps", str(a.steps)],
+                                  "--device", a.device, "--steps", str(a.steps),
+                                  "--memory-format", a.memory_format],
                                  capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             r = rows[-1]

@@ -41,8 +41,15 @@ class Setup:
 
     @property
     def channels_last(self) -> bool:
-        mode = self.cfg.train.channels_last
-        return mode == "on" or (mode == "auto" and self.device.type == "cuda")
+        return use_channels_last(self.cfg, self.space, self.device)
+
+
+def use_channels_last(cfg: RunConfig, space: SearchSpace, device: torch.device) -> bool:
+    """`train.channels_last`: on, off, or auto (on CUDA; on CPU when the space is measured
+    faster that way)."""
+    mode = cfg.train.channels_last
+    return mode == "on" or (mode == "auto" and (device.type == "cuda"
+                                                or space.channels_last_on_cpu))
 
 
 def load_data_for(cfg: RunConfig):
@@ -233,8 +240,7 @@ def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: in
     if r.max_train is not None and r.max_train < len(train_set):
         train_set = train_set.subset(range(r.max_train))
     autocast = lambda: autocast_for(device, cfg.train.amp, cfg.train.amp_dtype)  # noqa: E731
-    cl = cfg.train.channels_last == "on" or (cfg.train.channels_last == "auto"
-                                             and device.type == "cuda")
+    cl = use_channels_last(cfg, space, device)
     summary = train_network(
         net, train_set, epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, lr_min=r.lr_min,
         momentum=r.momentum, nesterov=r.nesterov, weight_decay=r.weight_decay,

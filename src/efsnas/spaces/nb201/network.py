@@ -13,13 +13,14 @@ import torch
 from torch import nn
 
 from efsnas.api.supernet import Supernet
+from efsnas.layers import AvgPool3x3, BatchNorm2d
 from efsnas.spaces.nb201.cell import EDGES, NONE, OPS, Cell, canonical_cell, live_edges
 
 # ---- operations table ---------------------------------------------------------------------
 
 
 def _bn(c: int, affine: bool, track: bool) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(c, affine=affine, track_running_stats=track)
+    return BatchNorm2d(c, affine=affine, track_running_stats=track)
 
 
 class ReLUConvBN(nn.Sequential):
@@ -39,7 +40,7 @@ def make_op(name: str, c: int, affine: bool, track: bool) -> nn.Module:
     if name == "nor_conv_3x3":
         return ReLUConvBN(c, c, 3, 1, affine, track)
     if name == "avg_pool_3x3":
-        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+        return AvgPool3x3()
     raise ValueError(f"no module for operation {name!r}")
 
 

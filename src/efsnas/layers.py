@@ -1,0 +1,100 @@
+"""Layers with CPU fast paths for narrow channels_last tensors.
+
+Few-shot supernets are narrow (C=16 divided by G gives 5 channels), and on CPU PyTorch's own
+channels_last kernels for batch norm and average pooling vectorise over channels, so with a
+channel count that is not a multiple of 8 they are 2-4x slower than they need to be
+(benchmarks/layers.py measures each case). The layers below compute the same function a faster
+way on CPU channels_last inputs and fall back to PyTorch's own kernels everywhere else (CUDA,
+contiguous inputs, affine or running-statistics batch norm).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+
+def _cpu_channels_last(x: torch.Tensor) -> bool:
+    return (x.device.type == "cpu" and x.dim() == 4 and x.dtype == torch.float32
+            and x.is_contiguous(memory_format=torch.channels_last))
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """A channels_last (B, C, H, W) tensor as its (B*H*W, C) matrix: a view, no copy."""
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
+def _nchw(m: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    b, c, h, w = like.shape
+    return m.view(b, h, w, c).permute(0, 3, 1, 2)
+
+
+class _BatchStatNormRows(torch.autograd.Function):
+    """Batch norm from batch statistics, no affine: y = (x - mean) / sqrt(var + eps) per channel.
+
+    The per-channel sums are matrix-vector products over the (pixels, channels) matrix, which
+    BLAS runs at memory speed whatever the channel count; the variance is two-pass (centred).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, eps: float) -> torch.Tensor:
+        rows = _rows(x)
+        mean_of = rows.new_full((1, rows.shape[0]), 1.0 / rows.shape[0])
+        centred = rows - (mean_of @ rows)
+        rstd = torch.rsqrt(mean_of @ (centred * centred) + eps)
+        y = centred.mul_(rstd)
+        ctx.save_for_backward(y, rstd)
+        return _nchw(y, x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        y, rstd = ctx.saved_tensors
+        g = _rows(grad.contiguous(memory_format=torch.channels_last))
+        mean_of = g.new_full((1, g.shape[0]), 1.0 / g.shape[0])
+        # d/dx of normalisation: rstd * (g - mean(g) - y * mean(g * y)), per channel, written
+        # as two fused multiply-adds over the tensor
+        gx = torch.addcmul(-(mean_of @ g) * rstd, g, rstd)
+        gx.addcmul_(y, -(mean_of @ (g * y)) * rstd)
+        return _nchw(gx, grad), None
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """nn.BatchNorm2d; without affine parameters and running statistics, a CPU channels_last
+    input whose channel count is not a multiple of 8 takes the fast path above."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (not self.affine and not self.track_running_stats and x.shape[1] % 8
+                and _cpu_channels_last(x)):
+            return _BatchStatNormRows.apply(x, self.eps)
+        return super().forward(x)
+
+
+class AvgPool3x3(nn.AvgPool2d):
+    """3x3 average pooling, stride 1, padding 1, padded cells not counted (NAS-Bench-201's).
+
+    On CPU channels_last inputs it is a depthwise convolution with a fixed all-ones kernel (no
+    weight gradient) times the reciprocal of each position's cell count: the same numbers,
+    2-3x faster than PyTorch's pooling kernel there.
+    """
+
+    def __init__(self):
+        super().__init__(3, stride=1, padding=1, count_include_pad=False)
+        self._reciprocal_counts: dict[tuple, torch.Tensor] = {}
+
+    def _reciprocal(self, x: torch.Tensor) -> torch.Tensor:
+        key = (x.shape[-2], x.shape[-1], x.dtype, x.device)
+        r = self._reciprocal_counts.get(key)
+        if r is None:
+            ones = torch.ones(1, 1, *key[:2], dtype=x.dtype, device=x.device)
+            counts = F.avg_pool2d(ones, 3, 1, 1, count_include_pad=False, divisor_override=1)
+            r = self._reciprocal_counts[key] = counts.reciprocal()
+        return r
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _cpu_channels_last(x):
+            return super().forward(x)
+        kernel = x.new_ones(x.shape[1], 1, 3, 3)
+        return F.conv2d(x, kernel, padding=1, groups=x.shape[1]) * self._reciprocal(x)

@@ -1,0 +1,82 @@
+"""The CPU fast paths compute what PyTorch's own layers compute, values and gradients."""
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from efsnas.layers import AvgPool3x3, BatchNorm2d
+from efsnas.spaces.nb201.network import NB201Supernet
+
+
+def _pair(shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g) * 3 + 1.5  # off-centre, so the mean matters
+    return (x.clone(memory_format=torch.channels_last).requires_grad_(),
+            x.clone().requires_grad_())
+
+
+@pytest.mark.parametrize("shape", [(8, 5, 12, 12), (4, 10, 7, 9), (16, 20, 3, 3), (2, 3, 1, 1)])
+def test_batch_norm_fast_path_matches_pytorch(shape):
+    x_cl, x_ref = _pair(shape)
+    bn = BatchNorm2d(shape[1], affine=False, track_running_stats=False)
+    y = bn(x_cl)
+    assert "_BatchStatNormRows" in type(y.grad_fn).__name__  # the fast path ran
+    ref = F.batch_norm(x_ref, None, None, training=True, eps=bn.eps)
+    grad = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    y.backward(grad)
+    ref.backward(grad)
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(x_cl.grad, x_ref.grad, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs,shape", [
+    (dict(affine=False, track_running_stats=False), (4, 16, 6, 6)),  # multiple of 8: PyTorch's
+    (dict(affine=True, track_running_stats=True), (4, 5, 6, 6)),    # parameters: PyTorch's
+])
+def test_batch_norm_falls_back_where_pytorch_is_right(kwargs, shape):
+    x_cl, _ = _pair(shape)
+    y = BatchNorm2d(shape[1], **kwargs)(x_cl)
+    assert "NativeBatchNorm" in type(y.grad_fn).__name__
+
+
+@pytest.mark.parametrize("shape", [(8, 5, 12, 12), (4, 10, 7, 9), (3, 16, 2, 5)])
+def test_avg_pool_fast_path_matches_pytorch(shape):
+    x_cl, x_ref = _pair(shape)
+    pool = AvgPool3x3()
+    y = pool(x_cl)
+    assert "Convolution" in type(y.grad_fn).__name__ or "Mul" in type(y.grad_fn).__name__
+    ref = F.avg_pool2d(x_ref, 3, stride=1, padding=1, count_include_pad=False)
+    grad = torch.randn(shape, generator=torch.Generator().manual_seed(2))
+    y.backward(grad)
+    ref.backward(grad)
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(x_cl.grad, x_ref.grad, atol=1e-5, rtol=1e-5)
+    # contiguous input: PyTorch's kernel
+    assert "AvgPool" in type(pool(x_ref).grad_fn).__name__
+
+
+def test_supernet_in_channels_last_matches_contiguous():
+    """A narrow supernet step gives the same loss and gradients in both memory formats."""
+    torch.manual_seed(0)
+    net = NB201Supernet(C=5, N=1, num_classes=4)
+    net_cl = NB201Supernet(C=5, N=1, num_classes=4).to(memory_format=torch.channels_last)
+    net_cl.load_state_dict(net.state_dict())
+    x = torch.randn(6, 3, 12, 12)
+    y = torch.randint(0, 4, (6,))
+    rng = random.Random(0)
+    for _ in range(4):
+        cell = tuple(rng.randrange(1, 5) for _ in range(6))  # no none: every op runs
+        for m in (net, net_cl):
+            m.zero_grad()
+        F.cross_entropy(net(x, cell), y).backward()
+        loss_cl = F.cross_entropy(net_cl(x.contiguous(memory_format=torch.channels_last), cell), y)
+        loss_cl.backward()
+        ref = F.cross_entropy(net(x, cell), y)
+        torch.testing.assert_close(loss_cl, ref, atol=1e-5, rtol=1e-5)
+        for (name, p), q in zip(net.named_parameters(), net_cl.parameters()):
+            if p.grad is None:
+                assert q.grad is None, name
+            else:
+                torch.testing.assert_close(q.grad, p.grad, atol=1e-4, rtol=1e-3, msg=name)
