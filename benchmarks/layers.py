@@ -2,10 +2,10 @@
 
 For the tensors of a NAS-Bench-201 supernet at batch 64 (stage widths C, 2C, 4C at 32, 16 and 8
 pixels), times forward + backward of batch norm without affine parameters or running statistics
-and of 3x3 average pooling, in both memory formats. Writes JSON (default
+and of 3x3 average pooling, in both memory formats, best of 5 rounds. Writes JSON (default
 benchmarks/results/layers.json).
 
-    python benchmarks/layers.py [--widths 5,16] [--reps 30] [--out FILE]
+    python benchmarks/layers.py [--widths 5,16] [--reps 20] [--out FILE]
 """
 
 from __future__ import annotations
@@ -20,13 +20,18 @@ import torch.nn.functional as F
 from efsnas.layers import AvgPool3x3, BatchNorm2d
 
 
-def _time(fn, reps: int) -> float:
+def _time(fn, reps: int, rounds: int = 5) -> float:
+    """Seconds per call: the best of `rounds` rounds of `reps` calls (as timeit advises: the
+    other rounds measure what else the machine was doing)."""
     for _ in range(3):
         fn()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - t0) / reps
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / reps)
+    return best
 
 
 def _forward_backward(layer, x, grad):
@@ -61,7 +66,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--widths", default="5,16", help="base widths C; stages use C, 2C, 4C")
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--reps", type=int, default=30)
+    p.add_argument("--reps", type=int, default=20)
     p.add_argument("--out", default="benchmarks/results/layers.json")
     a = p.parse_args()
     rows = []

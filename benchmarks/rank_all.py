@@ -6,6 +6,7 @@ The supernets are freshly initialised (the time of a forward pass does not depen
 Writes JSON (default benchmarks/results/rank_all.json).
 
     python benchmarks/rank_all.py [--device cpu|cuda] [--images 512,10000] [--cells 300,30]
+                                  [--memory-format auto|contiguous|channels_last]
 
 --cells N[,M] times the first N (M) classes only and extrapolates to all 9,444: on a CPU, scoring
 every class on 10,000 images takes hours.
@@ -31,6 +32,9 @@ def main() -> None:
     p.add_argument("--images", default="512,10000")
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--cells", default=None, help="classes timed per image count (default: all)")
+    p.add_argument("--memory-format", default="auto",
+                   choices=["auto", "contiguous", "channels_last"],
+                   help="auto: as efsnas scores (channels_last on CUDA and where the space says)")
     p.add_argument("--out", default="benchmarks/results/rank_all.json")
     a = p.parse_args()
     dev = torch.device(a.device)
@@ -38,7 +42,8 @@ def main() -> None:
     split = create_criterion("nonlinearity", groups="0,1/2/3", width_divisor=3).split(space)
     torch.manual_seed(0)
     nets = FewShotSupernets(split).to(dev)
-    cl = dev.type == "cuda"
+    cl = (a.memory_format == "channels_last"
+          or (a.memory_format == "auto" and (dev.type == "cuda" or space.channels_last_on_cpu)))
     if cl:
         nets.to(memory_format=torch.channels_last)
     cells = [c for c in space.enumerate()]
@@ -71,7 +76,8 @@ def main() -> None:
         rows.append({"images": n, "device": a.device, "classes_timed": len(timed) - 3,
                      "seconds_per_class": per_class,
                      "seconds_all_cells": per_class * len(classes) + share,
-                     "extrapolated": bool(limit), "images_per_s": n / per_class})
+                     "extrapolated": bool(limit), "images_per_s": n / per_class,
+                     "channels_last": cl})
         r = rows[-1]
         print(f"{n:6d} images on {a.device}: {per_class * 1e3:.1f} ms per class, all 15,625 "
               f"cells in {r['seconds_all_cells']:.0f}s"

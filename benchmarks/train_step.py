@@ -13,8 +13,8 @@ paths of efsnas.layers.
 Each configuration runs in a fresh subprocess so peak RSS (CPU) is its own; on CUDA the peak is
 torch.cuda.max_memory_allocated. Writes JSON (default benchmarks/results/train_step.json).
 
-    python benchmarks/train_step.py [--device cpu|cuda] [--steps 10] [--memory-format auto]
-                                    [--out FILE]
+    python benchmarks/train_step.py [--device cpu|cuda] [--steps 20] [--memory-format auto]
+                                    [--profile DIR] [--out FILE]
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def build(config: str):
 
 
 def measure(config: str, batch: int, device: str, steps: int, memory_format: str,
-            warmup: int = 3) -> dict:
+            profile_dir: str | None = None, warmup: int = 3) -> dict:
     torch.manual_seed(0)
     dev = torch.device(device)
     space, nets, sampler = build(config)
@@ -125,6 +125,17 @@ def measure(config: str, batch: int, device: str, steps: int, memory_format: str
     dt = (time.perf_counter() - t0) / steps
     peak = (torch.cuda.max_memory_allocated() if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    if profile_dir:  # where the time goes, per operator, over a few more steps
+        from torch.profiler import ProfilerActivity, profile
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda"
+                                               else [])
+        with profile(activities=activities) as prof:
+            for step in range(warmup + steps, warmup + steps + 3):
+                train_step(modules, sampler.draw(step), x, y, opt, grad_clip=5.0, autocast=amp)
+            sync()
+        key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+        with open(f"{profile_dir}/{config}-b{batch}-{device}.txt", "w") as f:
+            f.write(prof.key_averages().table(sort_by=key, row_limit=20, max_name_column_width=45))
     return {"config": config, "batch": batch, "device": device, "steps": steps,
             "seconds_per_step": dt, "images_per_s": batch / dt,
             "subnet_forwards_per_step": forwards / steps, "peak_memory_mb": peak / 2**20,
@@ -135,24 +146,28 @@ def measure(config: str, batch: int, device: str, steps: int, memory_format: str
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batches", default="64,128")
     p.add_argument("--configs", default="oneshot,sbs,balanced,naive")
     p.add_argument("--memory-format", default="auto",
                    choices=["auto", "contiguous", "channels_last"])
     p.add_argument("--out", default="benchmarks/results/train_step.json")
+    p.add_argument("--profile", metavar="DIR",
+                   help="also write a torch.profiler table per configuration into DIR")
     p.add_argument("--one", help=argparse.SUPPRESS)  # child process: config:batch
     a = p.parse_args()
     if a.one:
         config, batch = a.one.split(":")
-        print(json.dumps(measure(config, int(batch), a.device, a.steps, a.memory_format)))
+        print(json.dumps(measure(config, int(batch), a.device, a.steps, a.memory_format,
+                                 a.profile)))
         return
     rows = []
     for batch in map(int, a.batches.split(",")):
         for config in a.configs.split(","):
             out = subprocess.run([sys.executable, __file__, "--one", f"{config}:{batch}",
                                   "--device", a.device, "--steps", str(a.steps),
-                                  "--memory-format", a.memory_format],
+                                  "--memory-format", a.memory_format]
+                                 + (["--profile", a.profile] if a.profile else []),
                                  capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             r = rows[-1]
