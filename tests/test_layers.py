@@ -46,7 +46,7 @@ def test_avg_pool_fast_path_matches_pytorch(shape):
     x_cl, x_ref = _pair(shape)
     pool = AvgPool3x3()
     y = pool(x_cl)
-    assert "Convolution" in type(y.grad_fn).__name__ or "Mul" in type(y.grad_fn).__name__
+    assert "_BoxMean3x3" in type(y.grad_fn).__name__  # the fast path ran
     ref = F.avg_pool2d(x_ref, 3, stride=1, padding=1, count_include_pad=False)
     grad = torch.randn(shape, generator=torch.Generator().manual_seed(2))
     y.backward(grad)
