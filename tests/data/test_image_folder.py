@@ -100,8 +100,16 @@ def test_holdout_per_class(image_tree):
     assert not {p for p, _ in held.samples} & {p for p, _ in train.samples}
     assert held.samples == st.holdout_per_class(2, seed=0)[1].samples
     assert held.samples != st.holdout_per_class(2, seed=5)[1].samples
-    fixed = held.fixed_batches(4)
+    fixed = held.fixed_batches(4, channels_last=True)
     assert sum(len(y) for _, y in fixed) == 6
+    # held as uint8 (a quarter of float32's memory), read as the same normalised batches
+    assert all(x.dtype == torch.uint8 for x, _ in fixed.raw)
+    streamed = list(held.batches(4))
+    assert len(fixed) == len(streamed) == 2
+    for (x, y), (xs, ys) in zip(fixed, streamed):
+        assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(x, xs)
+        assert torch.equal(y, ys)
     with pytest.raises(DataError, match="too few to hold out 6 per class"):
         st.holdout_per_class(6, seed=0)
 

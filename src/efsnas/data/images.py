@@ -54,6 +54,23 @@ class Normaliser:
         return out
 
 
+class NormalisedBatches(Sequence):
+    """Fixed batches held as uint8 and normalised as they are read: a quarter of the memory of
+    float32 batches (50,000 ImageNet images at 224 px: 7.5 GB instead of 30 GB on the device),
+    for one elementwise pass per batch read."""
+
+    def __init__(self, raw: list[tuple[torch.Tensor, torch.Tensor]], normaliser: Normaliser, *,
+                 channels_last: bool = False) -> None:
+        self.raw, self.normaliser, self.channels_last = raw, normaliser, channels_last
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.raw[i]
+        return self.normaliser(x, channels_last=self.channels_last), y
+
+
 class ImageSet:
     """Images as a uint8 tensor [N, C, H, W] with int64 labels [N] and normalisation constants.
 

@@ -24,7 +24,7 @@ from efsnas.data.folder import (
     scan_image_folder,
     to_chw_uint8,
 )
-from efsnas.data.images import Batch, Normaliser, as_index
+from efsnas.data.images import Batch, NormalisedBatches, Normaliser, as_index
 from efsnas.data.order import batch_slices, derive_seed, epoch_order
 from efsnas.data.splits import per_class_split
 
@@ -168,6 +168,22 @@ class ImageFolderStream:
         if augment is not None and augment not in STREAM_AUGMENTATIONS:
             raise ValueError(f"unknown augmentation {augment!r} for a streamed image folder; "
                              f"choose one of: None, {', '.join(STREAM_AUGMENTATIONS)}")
+        raw = self._uint8_batches(batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
+                                  augment=augment, device=device, drop_last=drop_last,
+                                  rank=rank, world_size=world_size)
+        return ((self.normaliser(x, channels_last=channels_last), y) for x, y in raw)
+
+    def fixed_batches(self, batch_size: int, *, device: str | torch.device = "cpu",
+                      channels_last: bool = False) -> NormalisedBatches:
+        """The whole stream in order, decoded once and kept on `device` as uint8 batches that
+        are normalised as they are read (50,000 images at 224 px: 7.5 GB, not 30 GB)."""
+        return NormalisedBatches(list(self._uint8_batches(batch_size, device=device)),
+                                 self.normaliser, channels_last=channels_last)
+
+    def _uint8_batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                       epoch: int = 0, augment: str | None = None,
+                       device: str | torch.device = "cpu", drop_last: bool = False,
+                       rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
         order = epoch_order(len(self), shuffle=shuffle, seed=seed, epoch=epoch, rank=rank,
                             world_size=world_size, drop_last=drop_last)
         plan = [order[s].tolist() for s in batch_slices(len(order), batch_size,
@@ -177,17 +193,5 @@ class ImageFolderStream:
         device = torch.device(device)
         loader = DataLoader(dataset, batch_sampler=plan, num_workers=self.num_workers,
                             pin_memory=device.type == "cuda")
-        return self._iterate(loader, device, channels_last)
-
-    def _iterate(self, loader: DataLoader, device: torch.device, channels_last: bool
-                 ) -> Iterator[Batch]:
         for x, y in loader:
-            x = x.to(device, non_blocking=True)
-            yield self.normaliser(x, channels_last=channels_last), y.to(device, non_blocking=True)
-
-    def fixed_batches(self, batch_size: int, *, device: str | torch.device = "cpu",
-                      channels_last: bool = False) -> list[Batch]:
-        """The whole stream in order, decoded once into normalised batches on `device`.
-
-        Mind the size: 50,000 images at 224 px are 30 GB of float32."""
-        return list(self.batches(batch_size, device=device, channels_last=channels_last))
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)

@@ -36,7 +36,9 @@ class SubnetScorer:
             raise ValueError(f"bn must be 'batch' or 'recalibrate', got {bn!r}")
         if bn == "recalibrate" and not recal_batches:
             raise ValueError("bn='recalibrate' needs recal_batches")
-        self.supernets, self.batches, self.bn = supernets, list(batches), bn
+        # a Sequence is kept as it is (NormalisedBatches normalise on reading); else listed once
+        batches = batches if isinstance(batches, Sequence) else list(batches)
+        self.supernets, self.batches, self.bn = supernets, batches, bn
         self.recal_batches = list(recal_batches or [])
         self.autocast = autocast
         self.space = supernets.space
