@@ -80,3 +80,21 @@ def test_supernet_in_channels_last_matches_contiguous():
                 assert q.grad is None, name
             else:
                 torch.testing.assert_close(q.grad, p.grad, atol=1e-4, rtol=1e-3, msg=name)
+
+
+@pytest.mark.parametrize("mode,device,space_hint,expected", [
+    ("auto", "cpu", True, True),     # a space measured faster in channels_last on CPU
+    ("auto", "cpu", False, False),   # a plug-in that says nothing: contiguous on CPU
+    ("auto", "cuda", False, True),   # always on CUDA
+    ("off", "cuda", True, False),
+    ("on", "cpu", False, True),
+])
+def test_memory_format_resolution(mode, device, space_hint, expected):
+    from efsnas import create_space
+    from efsnas.config import RunConfig
+    from efsnas.pipeline import use_channels_last
+
+    cfg = RunConfig.model_validate({"train": {"channels_last": mode}})
+    space = create_space("nb201", C=4, N=1)
+    space.channels_last_on_cpu = space_hint  # instance attribute: this test's space only
+    assert use_channels_last(cfg, space, torch.device(device)) is expected

@@ -29,8 +29,8 @@ class SearchSpace(ABC):
 
     name: str = ""
     # Whether this space's networks train faster in channels_last memory format on CPU (on CUDA
-    # it is always used); `train.channels_last: auto` follows it. benchmarks/train_step.py and
-    # benchmarks/layers.py measure it for the built-in spaces.
+    # it is always used); `train.channels_last: auto` follows it. benchmarks/memory_format.py
+    # measures it for the built-in spaces.
     channels_last_on_cpu: bool = False
 
     # ---- encoding -------------------------------------------------------------------------

@@ -31,7 +31,7 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
     """21 searchable MBConv-or-Identity layers in 6 stages between a fixed stem and head."""
 
     name = "mobilenet"
-    channels_last_on_cpu = True  # measured: see benchmarks/train_step.py
+    channels_last_on_cpu = True  # 1.5-1.9x faster steps: benchmarks/memory_format.py
 
     def __init__(self, *, num_classes: int = 1000, input_size: int = 224, in_channels: int = 3,
                  width_mult: float = 1.0) -> None:
