@@ -10,11 +10,12 @@ Configurations (NAS-Bench-201 scale: N=5, 32x32 inputs, batch 64 and 128):
 The other configurations run as `efsnas train` runs them: channels_last where the space says it
 is faster (--memory-format auto; `contiguous` or `channels_last` force one), with the CPU fast
 paths of efsnas.layers.
+--width C scales every configuration (one-shot and reference at C, the K=3 supernets at C // 3).
 Each configuration runs in a fresh subprocess so peak RSS (CPU) is its own; on CUDA the peak is
 torch.cuda.max_memory_allocated. Writes JSON (default benchmarks/results/train_step.json).
 
     python benchmarks/train_step.py [--device cpu|cuda] [--steps 20] [--memory-format auto]
-                                    [--profile DIR] [--out FILE]
+                                    [--width 16] [--profile DIR] [--out FILE]
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ class NaiveSupernet(NB201Supernet):
         return body.classifier(body.lastact(x).mean((2, 3)))
 
 
-def build(config: str):
-    space = create_space("nb201", C=16, N=5, input_size=32, num_classes=10)
+def build(config: str, width: int):
+    space = create_space("nb201", C=width, N=5, input_size=32, num_classes=10)
     if config in ("oneshot", "naive"):
         split = create_criterion("oneshot").split(space)
         sampler = "uniform"
@@ -81,15 +82,15 @@ def build(config: str):
         sampler = config
     nets = FewShotSupernets(split)
     if config == "naive":
-        nets.supernets[0] = NaiveSupernet(C=16, N=5, in_channels=3, num_classes=10)
+        nets.supernets[0] = NaiveSupernet(C=width, N=5, in_channels=3, num_classes=10)
     return space, nets, create_sampler(sampler, split, seed=0)
 
 
 def measure(config: str, batch: int, device: str, steps: int, memory_format: str,
-            profile_dir: str | None = None, warmup: int = 3) -> dict:
+            profile_dir: str | None = None, width: int = 16, warmup: int = 3) -> dict:
     torch.manual_seed(0)
     dev = torch.device(device)
-    space, nets, sampler = build(config)
+    space, nets, sampler = build(config, width)
     nets.to(dev)
     if config == "naive":
         channels_last = False
@@ -134,9 +135,10 @@ def measure(config: str, batch: int, device: str, steps: int, memory_format: str
                 train_step(modules, sampler.draw(step), x, y, opt, grad_clip=5.0, autocast=amp)
             sync()
         key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
-        with open(f"{profile_dir}/{config}-b{batch}-{device}.txt", "w") as f:
+        suffix = "" if width == 16 else f"-C{width}"
+        with open(f"{profile_dir}/{config}-b{batch}-{device}{suffix}.txt", "w") as f:
             f.write(prof.key_averages().table(sort_by=key, row_limit=20, max_name_column_width=45))
-    return {"config": config, "batch": batch, "device": device, "steps": steps,
+    return {"config": config, "batch": batch, "device": device, "steps": steps, "width": width,
             "seconds_per_step": dt, "images_per_s": batch / dt,
             "subnet_forwards_per_step": forwards / steps, "peak_memory_mb": peak / 2**20,
             "channels_last": channels_last,
@@ -149,6 +151,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batches", default="64,128")
     p.add_argument("--configs", default="oneshot,sbs,balanced,naive")
+    p.add_argument("--width", type=int, default=16,
+                   help="one-shot width C (the K=3 supernets get C // 3)")
     p.add_argument("--memory-format", default="auto",
                    choices=["auto", "contiguous", "channels_last"])
     p.add_argument("--out", default="benchmarks/results/train_step.json")
@@ -159,14 +163,14 @@ def main() -> None:
     if a.one:
         config, batch = a.one.split(":")
         print(json.dumps(measure(config, int(batch), a.device, a.steps, a.memory_format,
-                                 a.profile)))
+                                 a.profile, a.width)))
         return
     rows = []
     for batch in map(int, a.batches.split(",")):
         for config in a.configs.split(","):
             out = subprocess.run([sys.executable, __file__, "--one", f"{config}:{batch}",
                                   "--device", a.device, "--steps", str(a.steps),
-                                  "--memory-format", a.memory_format]
+                                  "--memory-format", a.memory_format, "--width", str(a.width)]
                                  + (["--profile", a.profile] if a.profile else []),
                                  capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
