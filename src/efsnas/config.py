@@ -68,7 +68,9 @@ class TrainConfig(_Strict):
     seed: int = 0
     amp: bool = True
     amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
-    channels_last: Literal["auto", "on", "off"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = Field(
+        "auto", description="memory format; auto: on CUDA, and on CPU where the space is "
+        "measured faster (SearchSpace.channels_last_on_cpu)")
     device: str = "auto"
     tensorboard: bool = True
     progress: bool = True
