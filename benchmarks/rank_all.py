@@ -30,7 +30,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--images", default="512,10000")
-    p.add_argument("--batch", type=int, default=512)
+    p.add_argument("--batch", type=int, default=256, help="as eval.batch_size (default 256)")
     p.add_argument("--cells", default=None, help="classes timed per image count (default: all)")
     p.add_argument("--memory-format", default="auto",
                    choices=["auto", "contiguous", "channels_last"],
