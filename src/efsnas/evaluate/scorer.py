@@ -39,6 +39,7 @@ class SubnetScorer:
         # a Sequence is kept as it is (NormalisedBatches normalise on reading); else listed once
         batches = batches if isinstance(batches, Sequence) else list(batches)
         self.supernets, self.batches, self.bn = supernets, batches, bn
+        self.device = batches[0][1].device if len(batches) else torch.device("cpu")
         self.recal_batches = list(recal_batches or [])
         self.autocast = autocast
         self.space = supernets.space
@@ -68,8 +69,8 @@ class SubnetScorer:
             # Batch statistics: BN without running statistics does this in eval mode already;
             # modules that track them must run in train mode (no grad is taken here).
             module.train(any(m.track_running_stats for m in _bn_layers(module)))
-        correct = torch.zeros((), dtype=torch.long, device=self.batches[0][0].device)
-        loss = torch.zeros((), dtype=torch.float32, device=correct.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        loss = torch.zeros((), dtype=torch.float32, device=self.device)
         n = 0
         for x, y in self.batches:
             with self.autocast():
