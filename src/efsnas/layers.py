@@ -36,9 +36,22 @@ def _rows(t: torch.Tensor, k: int) -> torch.Tensor:
     return t.permute(0, 2, 3, 1).reshape(-1, k * t.shape[1])
 
 
-def _per_channel_mean(rows: torch.Tensor, k: int, n: int) -> torch.Tensor:
-    """Mean over pixels of each channel, repeated k times to match a row of `rows`."""
-    return rows.sum(0).view(k, -1).sum(0).div_(n).repeat(k)
+_SUMMERS: dict[tuple, torch.Tensor] = {}
+
+
+def _summer(k: int, c: int, like: torch.Tensor) -> torch.Tensor:
+    """(k*c, k*c) 0/1 matrix that turns a row's column sums into per-channel sums repeated k
+    times: one small matmul instead of a view, a sum and a repeat."""
+    key = (k, c, like.dtype, like.device)
+    m = _SUMMERS.get(key)
+    if m is None:
+        m = _SUMMERS[key] = torch.kron(torch.ones(k, k), torch.eye(c)).to(like)
+    return m
+
+
+def _per_channel_mean(rows: torch.Tensor, summer: torch.Tensor, n: int) -> torch.Tensor:
+    """Mean over the n pixels of each channel, repeated to match a row of `rows`."""
+    return (rows.sum(0) @ summer).div_(n)
 
 
 def _nchw(rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -55,23 +68,24 @@ class _BatchStatNormRows(torch.autograd.Function):
         n = x.numel() // x.shape[1]
         k = _tiles(n, x.shape[1])
         rows = _rows(x, k)
-        centred = rows - _per_channel_mean(rows, k, n)
-        rstd = torch.rsqrt(_per_channel_mean(torch.square(centred), k, n) + eps)
+        summer = _summer(k, x.shape[1], x)
+        centred = rows - _per_channel_mean(rows, summer, n)
+        rstd = _per_channel_mean(centred * centred, summer, n).add_(eps).rsqrt_()
         y = centred.mul_(rstd)
-        ctx.save_for_backward(y, rstd)
-        ctx.k = k
+        ctx.save_for_backward(y, rstd, summer)
+        ctx.k, ctx.n = k, n
         return _nchw(y, x)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        y, rstd = ctx.saved_tensors
-        k, n = ctx.k, grad.numel() // grad.shape[1]
-        g = _rows(grad.contiguous(memory_format=torch.channels_last), k)
+        y, rstd, summer = ctx.saved_tensors
+        g = _rows(grad.contiguous(memory_format=torch.channels_last), ctx.k)
+        n = ctx.n
         # d/dx of normalisation: rstd * (g - mean(g) - y * mean(g * y)), per channel, written
         # as two fused multiply-adds over the tensor
-        gx = torch.addcmul(-_per_channel_mean(g, k, n) * rstd, g, rstd)
-        gx.addcmul_(y, -_per_channel_mean(g * y, k, n) * rstd)
+        gx = torch.addcmul(_per_channel_mean(g, summer, n).mul_(rstd).neg_(), g, rstd)
+        gx.addcmul_(y, _per_channel_mean(g * y, summer, n).mul_(rstd).neg_())
         return _nchw(gx, grad), None
 
 
