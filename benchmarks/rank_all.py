@@ -23,7 +23,7 @@ import torch
 from efsnas import create_criterion, create_space
 from efsnas.evaluate.scorer import SubnetScorer
 from efsnas.supernets import FewShotSupernets
-from efsnas.train.step import autocast_for
+from efsnas.train.step import autocast_for, channels_last_for
 
 
 def main() -> None:
@@ -42,8 +42,8 @@ def main() -> None:
     split = create_criterion("nonlinearity", groups="0,1/2/3", width_divisor=3).split(space)
     torch.manual_seed(0)
     nets = FewShotSupernets(split).to(dev)
-    cl = (a.memory_format == "channels_last"
-          or (a.memory_format == "auto" and (dev.type == "cuda" or space.channels_last_on_cpu)))
+    mode = {"auto": "auto", "contiguous": "off", "channels_last": "on"}[a.memory_format]
+    cl = channels_last_for(mode, space, dev)
     if cl:
         nets.to(memory_format=torch.channels_last)
     cells = [c for c in space.enumerate()]

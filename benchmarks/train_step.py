@@ -36,7 +36,9 @@ from efsnas.sampling import create_sampler
 from efsnas.spaces.nb201.cell import EDGES, OPS
 from efsnas.spaces.nb201.network import NB201Supernet
 from efsnas.supernets import FewShotSupernets
-from efsnas.train.step import autocast_for, build_optimizer, train_step
+from efsnas.train.step import autocast_for, build_optimizer, channels_last_for, train_step
+
+MODES = {"auto": "auto", "contiguous": "off", "channels_last": "on"}  # --memory-format -> train.channels_last
 
 
 class NaiveSupernet(NB201Supernet):
@@ -92,12 +94,7 @@ def measure(config: str, batch: int, device: str, steps: int, memory_format: str
     dev = torch.device(device)
     space, nets, sampler = build(config, width)
     nets.to(dev)
-    if config == "naive":
-        channels_last = False
-    elif memory_format == "auto":
-        channels_last = dev.type == "cuda" or space.channels_last_on_cpu
-    else:
-        channels_last = memory_format == "channels_last"
+    channels_last = config != "naive" and channels_last_for(MODES[memory_format], space, dev)
     if channels_last:
         nets.to(memory_format=torch.channels_last)
     opt = build_optimizer(nets, lr=0.025, momentum=0.9, nesterov=True, weight_decay=5e-4,

@@ -2,7 +2,7 @@
 
 Few-shot supernets are narrow (C=16 divided by G gives 5 channels), and on CPU PyTorch's own
 channels_last kernels for batch norm and average pooling vectorise over channels, so with a
-channel count that is not a multiple of 8 they are 2-10x slower than they need to be
+channel count that is not a multiple of 8 they are up to 11x slower than they need to be
 (benchmarks/layers.py measures each case). The layers below compute the same function a faster
 way on CPU channels_last inputs and fall back to PyTorch's own kernels everywhere else (CUDA,
 contiguous inputs, affine or running-statistics batch norm).
@@ -128,7 +128,7 @@ class AvgPool3x3(nn.AvgPool2d):
 
     On CPU channels_last inputs of at least 16x16 pixels it is a 3x3 box sum (a depthwise
     convolution with a fixed all-ones kernel) times the reciprocal of each position's cell
-    count: the same numbers, 1.5-3x faster than PyTorch's pooling kernel there.
+    count: the same numbers, 1.7-3.6x faster than PyTorch's pooling kernel there.
     """
 
     def __init__(self):

@@ -18,7 +18,7 @@ from efsnas.registry import create_criterion, create_space
 from efsnas.sampling import create_sampler
 from efsnas.supernets import FewShotSupernets
 from efsnas.train.distributed import DistContext, init_distributed
-from efsnas.train.step import autocast_for
+from efsnas.train.step import autocast_for, channels_last_for
 from efsnas.train.trainer import SupernetTrainer
 
 log = logging.getLogger("efsnas")
@@ -41,15 +41,7 @@ class Setup:
 
     @property
     def channels_last(self) -> bool:
-        return use_channels_last(self.cfg, self.space, self.device)
-
-
-def use_channels_last(cfg: RunConfig, space: SearchSpace, device: torch.device) -> bool:
-    """`train.channels_last`: on, off, or auto (on CUDA; on CPU when the space is measured
-    faster that way)."""
-    mode = cfg.train.channels_last
-    return mode == "on" or (mode == "auto" and (device.type == "cuda"
-                                                or space.channels_last_on_cpu))
+        return channels_last_for(self.cfg.train.channels_last, self.space, self.device)
 
 
 def load_data_for(cfg: RunConfig):
@@ -240,7 +232,7 @@ def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: in
     if r.max_train is not None and r.max_train < len(train_set):
         train_set = train_set.subset(range(r.max_train))
     autocast = lambda: autocast_for(device, cfg.train.amp, cfg.train.amp_dtype)  # noqa: E731
-    cl = use_channels_last(cfg, space, device)
+    cl = channels_last_for(cfg.train.channels_last, space, device)
     summary = train_network(
         net, train_set, epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, lr_min=r.lr_min,
         momentum=r.momentum, nesterov=r.nesterov, weight_decay=r.weight_decay,

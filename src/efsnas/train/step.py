@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from efsnas.api.search_space import Subnet
+from efsnas.api.search_space import SearchSpace, Subnet
 
 
 def autocast_for(device: torch.device, enabled: bool, dtype: str = "bfloat16"):
@@ -17,6 +17,15 @@ def autocast_for(device: torch.device, enabled: bool, dtype: str = "bfloat16"):
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=getattr(torch, dtype))
     return contextlib.nullcontext()
+
+
+def channels_last_for(mode: str, space: SearchSpace, device: torch.device) -> bool:
+    """Memory format from `train.channels_last`: "on", "off", or "auto" (on CUDA; on CPU when
+    the space is measured faster that way, `SearchSpace.channels_last_on_cpu`)."""
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"channels_last must be auto, on or off, got {mode!r}")
+    return mode == "on" or (mode == "auto" and (device.type == "cuda"
+                                                or space.channels_last_on_cpu))
 
 
 def train_step(
