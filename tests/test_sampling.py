@@ -79,17 +79,3 @@ def test_sbs_step_updates_every_supernet_once_and_nothing_else():
             assert (p.grad is None) == (q.grad is None), n
             if p.grad is not None:
                 assert torch.allclose(p.grad, q.grad, atol=1e-6), n
-
-
-def test_shared_prefix_structure_routes_cells_by_cumulative_count():
-    space = create_space("nb201", C=4, N=5, input_size=8)
-    split = create_criterion("nonlinearity", width_divisor=1).split(space)
-    nets = FewShotSupernets(split, structure="shared_prefix")
-    net = nets.supernet(0)
-    assert net.thresholds == (15, 20)
-    # cells 1..4 shared (3j < 15); cell 7 of a count-3 cell uses the third copy (21 >= 20)
-    copies = [len(layer) for layer in net.layers if isinstance(layer, torch.nn.ModuleList)]
-    assert copies[:4] == [1, 1, 1, 1] and copies[-1] == 3
-    assert net.copy_index(7, 3) == 2 and net.copy_index(7, 2) == 0 and net.copy_index(10, 2) == 2
-    out = nets(torch.randn(2, 3, 8, 8), (3, 3, 3, 3, 3, 3))
-    assert out.shape == (2, 10)

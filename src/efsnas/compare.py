@@ -18,10 +18,12 @@ from pathlib import Path
 import torch
 
 from efsnas import pipeline
-from efsnas.config import RunConfig
+from efsnas.config import RunConfig, merge_dicts, parse_override, validate_config
+from efsnas.errors import UsageError
 from efsnas.fileio import write_json_atomic
 from efsnas.registry import create_criterion
 from efsnas.supernets import FewShotSupernets
+from efsnas.train.step import channels_last_for
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Variant:
     criterion: str
     sampler: str
     label: str
+    overrides: tuple[str, ...] = ()  # `--set` style settings on top of the base config
 
 
 VARIANTS = {
@@ -42,17 +45,33 @@ VARIANTS = {
 DEFAULT_CRITERIA = list(VARIANTS)
 
 
-def variant_config(base: RunConfig, name: str, seed: int, out: Path) -> RunConfig:
-    v = VARIANTS[name]
+def parse_variant(text: str) -> tuple[str, Variant]:
+    """'NAME:BASE;KEY=VALUE;...' -> a variant named NAME: the built-in BASE with settings on
+    top, e.g. 'separate-balanced:nonlinearity;split.structure=separate;train.sampler=balanced'."""
+    name, sep, rest = text.partition(":")
+    base, *sets = [p.strip() for p in rest.split(";") if p.strip()] if sep else [""]
+    if not name.strip() or not sep or base not in VARIANTS:
+        raise UsageError(f"bad --variant {text!r}: write NAME:BASE;KEY=VALUE;... with BASE one "
+                         f"of {', '.join(VARIANTS)}")
+    for item in sets:
+        parse_override(item)  # a malformed setting fails here, before any training
+    v = VARIANTS[base]
+    label = f"{v.label}; " + ", ".join(sets) if sets else v.label
+    return name.strip(), Variant(v.criterion, v.sampler, label, tuple(sets))
+
+
+def variant_config(base: RunConfig, variant: Variant, seed: int, out: Path) -> RunConfig:
     d = base.model_dump()
-    d["split"]["criterion"] = v.criterion
-    if v.criterion != "nonlinearity":
+    d["split"]["criterion"] = variant.criterion
+    if variant.criterion != "nonlinearity":
         d["split"]["width_divisor"] = 1
         d["split"]["structure"] = "separate"
-    d["train"]["sampler"] = v.sampler
+    d["train"]["sampler"] = variant.sampler
+    for item in variant.overrides:
+        d = merge_dicts(d, parse_override(item))
     d["train"]["seed"] = seed
     d["out"] = str(out)
-    return RunConfig.model_validate(d)
+    return validate_config(d)
 
 
 class _Stages:
@@ -62,6 +81,7 @@ class _Stages:
         self.cfg, self.data, self.space, self.device = cfg, data, space, device
         self.run_dir, self.log = run_dir, log
         self.train_seconds = 0.0
+        self.channels_last = channels_last_for(cfg.train.channels_last, space, device)
 
     def train(self, nets: FewShotSupernets, *, stage: int, start: int, until: int,
               sampler: str) -> FewShotSupernets:
@@ -69,7 +89,7 @@ class _Stages:
                     "split": nets.split.describe()}
         trainer = pipeline.build_trainer(self.cfg, nets, self.data, self.run_dir / f"stage{stage}",
                                          self.device, sampler=sampler, identity=identity,
-                                         tensorboard=False)
+                                         channels_last=self.channels_last, tensorboard=False)
         if not trainer.resume():
             trainer.epoch = start
         if trainer.epoch < until:
@@ -95,10 +115,9 @@ def _recorded_seconds(stage_dir: Path) -> float:
     return sum(r.get("seconds", 0.0) for r in pipeline.read_metrics(stage_dir))
 
 
-def train_variant(cfg: RunConfig, name: str, data, space, device, run_dir: Path, log=print
+def train_variant(cfg: RunConfig, v: Variant, data, space, device, run_dir: Path, log=print
                   ) -> tuple[FewShotSupernets, dict]:
     """Train one criterion's supernets; returns them and the cost record."""
-    v = VARIANTS[name]
     t = cfg.train
     torch.manual_seed(t.seed)
     stages = _Stages(cfg, data, space, device, run_dir, log)
@@ -146,10 +165,10 @@ def train_variant(cfg: RunConfig, name: str, data, space, device, run_dir: Path,
                             sampler=v.sampler if points else "uniform")
     else:
         split = pipeline.build_split(cfg, space)
-        nets = stages.train(FewShotSupernets(split), stage=0, start=0, until=t.epochs,
-                            sampler=v.sampler)
+        nets = stages.train(pipeline.build_supernets(cfg, split), stage=0, start=0,
+                            until=t.epochs, sampler=t.sampler)
     steps = (t.epochs * _steps_per_epoch(cfg, data))
-    per_step = len(nets) if v.sampler == "sbs" else 1
+    per_step = len(nets) if t.sampler == "sbs" else 1
     cost = {
         "train_seconds": stages.train_seconds, "split_seconds": split_seconds,
         "supernets": len(nets), "parameters": sum(p.numel() for p in nets.parameters()),
@@ -167,8 +186,10 @@ def _steps_per_epoch(cfg: RunConfig, data) -> int:
 # ---- scoring and the table ---------------------------------------------------------------------
 
 METRICS = [  # (key, header, format)
-    ("tau_all", "tau all", "{:.3f}"), ("tau_top1", "tau top 1%", "{:.3f}"),
+    ("tau_all", "tau all", "{:.3f}"), ("tau_cross", "tau across subspaces", "{:.3f}"),
+    ("tau_within", "tau within subspaces", "{:.2f}"),
     ("tau_top50", "tau top 50%", "{:.3f}"), ("spearman", "Spearman", "{:.3f}"),
+    ("calibration", "mean predicted / true per subspace", "{:.1f}"),
     ("best_rank", "GT rank of best", "{:.1f}"), ("train_seconds", "train s", "{:.0f}"),
     ("split_seconds", "split s", "{:.1f}"), ("parameters", "params", "{:,.0f}"),
     ("subnet_images", "subnet-images", "{:,.0f}"),
@@ -179,7 +200,11 @@ def score_cells(nets: FewShotSupernets, data, cfg: RunConfig, device, cells: lis
     """Top-1 of every cell with its own supernet (one pass per equivalence class)."""
     from efsnas.evaluate.scorer import SubnetScorer
 
-    scorer = SubnetScorer(nets.to(device), pipeline.heldout_batches_for(cfg, data, device),
+    cl = channels_last_for(cfg.train.channels_last, nets.space, device)
+    if cl:
+        nets.to(memory_format=torch.channels_last)
+    scorer = SubnetScorer(nets.to(device),
+                          pipeline.heldout_batches_for(cfg, data, device, channels_last=cl),
                           bn=cfg.eval.bn)
     space = nets.space
     return {space.format(c): s for c, s in zip(cells, scorer.score(cells))}
@@ -192,6 +217,11 @@ def summarise(record: dict, ranking: dict) -> dict:
         "tau_all": tau["all"]["tau"], "tau_top1": tau["top_1%"]["tau"],
         "tau_top50": tau["top_50%"]["tau"], "tau_bottom50": tau["bottom_50%"]["tau"],
         "spearman": ranking["spearman_rho"]["rho"], "best_rank": best.get("true_rank"),
+        "tau_cross": ranking.get("cross_subspace", {}).get("tau"),
+        **{f"tau_within_{k}": v["tau"] for k, v in ranking.get("per_subspace", {}).items()},
+        **{f"predicted_mean_{k}": v["predicted_mean"]
+           for k, v in ranking.get("calibration", {}).items()},
+        **{f"true_mean_{k}": v["true_mean"] for k, v in ranking.get("calibration", {}).items()},
         **{k: record[k] for k in ("train_seconds", "split_seconds", "parameters",
                                   "subnet_images", "images_drawn", "supernets")},
     }
@@ -206,9 +236,9 @@ def aggregate(rows: dict[str, list[dict]]) -> dict[str, dict]:
         agg = {"runs": len(runs)}
         for key in runs[0]:
             vals = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
-            if vals:
+            if vals:  # the std of one run is unknown, not 0
                 agg[key] = {"mean": statistics.fmean(vals),
-                            "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+                            "std": statistics.stdev(vals) if len(vals) > 1 else None}
         out[name] = agg
     return out
 
@@ -219,15 +249,30 @@ def markdown_table(agg: dict[str, dict]) -> str:
     for name, a in agg.items():
         cells = []
         for key, _, fmt in METRICS:
+            if key in ("tau_within", "calibration"):
+                cells.append(_per_subspace(a, key, fmt))
+                continue
             m = a.get(key)
             if m is None:
                 cells.append("n/a")
-            elif key in ("tau_all", "tau_top1", "tau_top50", "spearman", "best_rank"):
-                cells.append(f"{fmt.format(m['mean'])} ± {fmt.format(m['std'])}")
+            elif key in ("tau_all", "tau_cross", "tau_top1", "tau_top50", "spearman",
+                         "best_rank"):
+                std = "n/a" if m["std"] is None else fmt.format(m["std"])
+                cells.append(f"{fmt.format(m['mean'])} ± {std}")
             else:
                 cells.append(fmt.format(m["mean"]))
         lines.append(f"| {name} | {a['runs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _per_subspace(a: dict, key: str, fmt: str) -> str:
+    """'0.51 / 0.30 / 0.32' (tau within each subspace) or '77.8/82.1 / ...' (calibration)."""
+    if key == "tau_within":
+        names = [k[len("tau_within_"):] for k in a if k.startswith("tau_within_")]
+        return " / ".join(fmt.format(a[f"tau_within_{n}"]["mean"]) for n in names) or "n/a"
+    names = [k[len("true_mean_"):] for k in a if k.startswith("true_mean_")]
+    return " / ".join(f"{fmt.format(a[f'predicted_mean_{n}']['mean'])}/"
+                      f"{fmt.format(a[f'true_mean_{n}']['mean'])}" for n in names) or "n/a"
 
 
 def bar_chart(agg: dict[str, dict], path: Path, title: str = "") -> None:

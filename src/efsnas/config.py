@@ -31,8 +31,12 @@ class SplitConfig(_Strict):
     criterion: Literal["nonlinearity", "fsnas", "oneshot", "gmnas"] = "nonlinearity"
     groups: str | None = Field(None, description="count grouping, e.g. '0,1/2/3'")
     width_divisor: int | None = Field(None, ge=1, description="G; default: the space's")
-    structure: Literal["separate", "shared_prefix"] = "separate"
-    thresholds: list[int] | None = None
+    structure: Literal["separate", "shared_head", "shared_trunk", "shared_prefix"] | None = Field(
+        None, description="how the K supernets share weights; default: the space's "
+        "(nb201 shared_prefix, the authors' code; mobilenet separate)")
+    thresholds: list[int] | None = Field(
+        None, description="shared_prefix: cumulative-count thresholds (default 3N, 4N: the "
+        "authors' 15/20 at N=5)")
     fsnas_position: int = Field(0, ge=0)
     fsnas_transfer: bool = Field(False, description="initialise FS-NAS supernets from one-shot")
     gm_warmup_epochs: list[int] = Field(default_factory=lambda: [15, 30])
@@ -63,7 +67,12 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(5e-4, ge=0)
     wd_weights_only: bool = False
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    grad_clip: float | None = Field(5.0, gt=0)
+    grad_clip: float | None = Field(
+        None, gt=0, description="clip each supernet's gradient norm (the authors' NAS-Bench-201 "
+        "training has none)")
+    zero_grad: Literal["set_to_none", "zeros"] = Field(
+        "set_to_none", description="set_to_none: unsampled operations get no weight decay and no "
+        "momentum step; zeros: they do (PyTorch < 2.0, the authors' runs)")
     sampler: Literal["sbs", "balanced", "uniform"] = "sbs"
     seed: int = 0
     amp: bool = True
@@ -130,7 +139,8 @@ class RunConfig(_Strict):
         if self.train.lr_min > self.train.lr:
             raise ValueError("train.lr_min must not exceed train.lr")
         if self.split.structure == "shared_prefix" and self.split.criterion != "nonlinearity":
-            raise ValueError("split.structure shared_prefix needs split.criterion nonlinearity")
+            raise ValueError("split.structure shared_prefix routes by the nonlinearity count: it "
+                             "needs split.criterion nonlinearity")
         return self
 
     def training_identity(self) -> dict:
@@ -158,10 +168,10 @@ def _read_yaml(text: str, where: str) -> dict:
     return data
 
 
-def _merge(base: dict, new: dict) -> dict:
+def merge_dicts(base: dict, new: dict) -> dict:
     out = dict(base)
     for k, v in new.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge_dicts(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -188,7 +198,7 @@ def _preset(name: str, depth: int = 0) -> dict:
     data = _read_yaml(text, f"preset {name}")
     base = data.pop("base", None)
     if base and depth < 4:
-        data = _merge(_preset(base, depth + 1), data)
+        data = merge_dicts(_preset(base, depth + 1), data)
     return data
 
 
@@ -200,10 +210,10 @@ def load_config(*, preset: str | None = None, path: str | None = None,
         p = Path(path)
         if not p.is_file():
             raise UsageError(f"config file {p} does not exist")
-        data = _merge(data, _read_yaml(p.read_text(), f"config file {p}"))
+        data = merge_dicts(data, _read_yaml(p.read_text(), f"config file {p}"))
     for item in overrides or []:
-        data = _merge(data, parse_override(item))
-    return _validate(data)
+        data = merge_dicts(data, parse_override(item))
+    return validate_config(data)
 
 
 def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:
@@ -214,11 +224,11 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> 
                          "`efsnas train --out DIR` or `efsnas run`")
     data = _read_yaml(cfg_path.read_text(), f"config file {cfg_path}")
     for item in overrides or []:
-        data = _merge(data, parse_override(item))
-    return _validate(data)
+        data = merge_dicts(data, parse_override(item))
+    return validate_config(data)
 
 
-def _validate(data: dict) -> RunConfig:
+def validate_config(data: dict) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:

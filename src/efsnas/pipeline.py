@@ -79,6 +79,18 @@ def build_split(cfg: RunConfig, space: SearchSpace) -> Split:
     return crit.split(space)
 
 
+def supernet_structure(cfg: RunConfig, space: SearchSpace) -> str:
+    """`split.structure`, or the space's default for the count split (separate otherwise)."""
+    if cfg.split.structure:
+        return cfg.split.structure
+    return space.default_structure if cfg.split.criterion == "nonlinearity" else "separate"
+
+
+def build_supernets(cfg: RunConfig, split: Split) -> FewShotSupernets:
+    return FewShotSupernets(split, structure=supernet_structure(cfg, split.space),
+                            thresholds=tuple(cfg.split.thresholds or ()) or None)
+
+
 def prepare_run_dir(cfg: RunConfig, run_dir: Path, *, force: bool, is_main: bool = True) -> None:
     """Create the run folder and write the resolved config; refuse to mix configurations."""
     cfg_path = run_dir / "config.yaml"
@@ -109,8 +121,7 @@ def setup(cfg: RunConfig, *, force: bool = False) -> Setup:
     data = load_data_for(cfg)
     space = build_space(cfg, data)
     split = build_split(cfg, space)
-    supernets = FewShotSupernets(split, structure=cfg.split.structure,
-                                 thresholds=tuple(cfg.split.thresholds or ()) or None)
+    supernets = build_supernets(cfg, split)
     return Setup(cfg, run_dir, data, space, split, supernets, device, dist)
 
 
@@ -125,7 +136,8 @@ def build_trainer(cfg: RunConfig, supernets: FewShotSupernets, data, run_dir: Pa
         data=data, run_dir=run_dir, identity=identity, epochs=t.epochs,
         batch_size=t.batch_size, lr=t.lr, lr_min=t.lr_min, momentum=t.momentum,
         nesterov=t.nesterov, weight_decay=t.weight_decay, wd_weights_only=t.wd_weights_only,
-        label_smoothing=t.label_smoothing, grad_clip=t.grad_clip, seed=t.seed,
+        label_smoothing=t.label_smoothing, grad_clip=t.grad_clip, zero_grad=t.zero_grad,
+        seed=t.seed,
         steps_per_epoch=t.steps_per_epoch, device=device, amp=t.amp, amp_dtype=t.amp_dtype,
         channels_last=channels_last, augment=data.augment if cfg.data.augment else None,
         tensorboard=t.tensorboard if tensorboard is None else tensorboard, progress=t.progress,
@@ -207,8 +219,7 @@ def open_run(run_dir: str | Path, *, overrides: list[str] | None = None) -> Setu
     ds = load_data_for(cfg)
     space = build_space(cfg, ds)
     split = build_split(cfg, space)
-    supernets = FewShotSupernets(split, structure=cfg.split.structure,
-                                 thresholds=tuple(cfg.split.thresholds or ()) or None)
+    supernets = build_supernets(cfg, split)
     state = load_checkpoint(run_dir / "checkpoint.pt")
     supernets.load_state_dict(state["supernets"])
     if state["epoch"] < cfg.train.epochs and dist.is_main:
@@ -256,7 +267,8 @@ def search(st: Setup, scorer, *, truth: dict[str, float] | None = None, log_fn=p
     kwargs = dict(space=st.space, seed=s.seed, top=s.top,
                   max_flops=s.max_flops * 1e6 if s.max_flops else None,
                   max_params=s.max_params * 1e6 if s.max_params else None,
-                  checkpoint=st.run_dir / f"{name}-{s.strategy}-state.json")
+                  checkpoint=st.run_dir / f"{name}-{s.strategy}-state.json",
+                  equivalence=scorer.key)
     if s.strategy == "evolution":
         kwargs.update(population=s.population, generations=s.generations, topk=s.topk,
                       mutations=s.mutations, crossovers=s.crossovers, mutate_prob=s.mutate_prob)

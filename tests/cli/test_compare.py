@@ -23,6 +23,7 @@ def test_ground_truth_builder(ground_truth):
     meta = json.loads(ground_truth.with_name("gt.meta.json").read_text())
     assert meta["per_subspace"] == {"count=0,1": 3, "count=2": 3, "count=3": 3}
     assert meta["seed_to_seed_tau"]["pairs"][0]["cells"] == 9
+    assert meta["split_half_tau"]["splits"] == 1 and meta["noise_ceiling"]["seeds"] == 2
     runs = json.loads(ground_truth.with_name("gt.runs.json").read_text())["runs"]
     assert len(runs) == 18
 
@@ -32,7 +33,7 @@ def test_ground_truth_builder_resumes(ground_truth, capsys):
     assert main(["groundtruth", "build", str(ground_truth), "--per-subspace", "3", "--seeds", "2",
                  *TINY]) == 0
     out = capsys.readouterr().out
-    assert "18 trainings already done" in out and "[1/" not in out
+    assert "has 18 trainings, 18 already done" in out and "[1/" not in out
     # One more seed trains only the new (cell, seed) pairs.
     assert main(["groundtruth", "build", str(ground_truth), "--per-subspace", "3", "--seeds", "3",
                  *TINY]) == 0

@@ -5,9 +5,10 @@ import json
 import pytest
 import torch
 
-from efsnas import pipeline
+from efsnas import create_criterion, create_space, pipeline
 from efsnas.cli.main import main
 from efsnas.evaluate.scorer import SubnetScorer
+from efsnas.supernets import FewShotSupernets
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def test_sharing_scores_across_a_class_equals_evaluating_every_cell(trained):
     each = []
     for c in cells:
         one = SubnetScorer(st.supernets, batches)
-        one.space = type("NoClasses", (), {"canonical": staticmethod(lambda s: s)})()
+        one.key = lambda s, one=one: (one.supernets.route(s), tuple(s))  # no classes
         each.append(one.score([c])[0])
     assert a == pytest.approx(each, abs=1e-9)
 
@@ -40,11 +41,11 @@ def test_evaluation_resumes_after_a_kill(trained, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = scorer_mod.SubnetScorer._evaluate
 
-    def dying(self, subnet):
+    def dying(self, k, subnet):
         calls["n"] += 1
         if calls["n"] == 250:
             raise KeyboardInterrupt  # stands for the process being killed
-        return real(self, subnet)
+        return real(self, k, subnet)
 
     monkeypatch.setattr(scorer_mod.SubnetScorer, "_evaluate", dying)
     sample = ["--sample", "800", "--seed", "3"]
@@ -56,9 +57,9 @@ def test_evaluation_resumes_after_a_kill(trained, tmp_path, monkeypatch):
     monkeypatch.setattr(scorer_mod.SubnetScorer, "_evaluate", real)
     counted = {"n": 0}
 
-    def counting(self, subnet):
+    def counting(self, k, subnet):
         counted["n"] += 1
-        return real(self, subnet)
+        return real(self, k, subnet)
 
     monkeypatch.setattr(scorer_mod.SubnetScorer, "_evaluate", counting)
     assert main(["evaluate", str(trained), *sample, "--output", str(out), "--no-progress"]) == 0
@@ -82,3 +83,29 @@ def test_recalibrated_bn_scores_differ_from_batch_statistics():
     batch = SubnetScorer(nets, [(x, y)], bn="batch").score(cells)
     recal = SubnetScorer(nets, [(x, y)], bn="recalibrate", recal_batches=[(x * 2 + 1, y)])
     assert recal.score(cells) != batch
+
+
+def test_fsnas_cell_with_a_dead_split_edge_is_scored_by_its_own_supernet():
+    space = create_space("nb201", C=4, N=1, input_size=8)
+    split = create_criterion("fsnas", position=0).split(space)  # by the op on edge 1<-0
+    torch.manual_seed(0)
+    nets = FewShotSupernets(split)
+    batches = [(torch.randn(16, 3, 8, 8), torch.randint(0, 10, (16,)))]
+    # edge 1<-0 holds a conv but node 1 feeds nothing: the class (canonical form) has none there
+    cell = (3, 3, 0, 3, 0, 3)  # 1<-0 conv3, 2<-0 conv3, 2<-1 none, 3<-0 conv3, 3<-1 none, 3<-2 conv3
+    canon = space.canonical(cell)
+    assert canon[0] == 0 and split.route(cell) != split.route(canon)
+    scorer = SubnetScorer(nets, batches)
+    got = scorer.score_with_loss(cell)
+    k = split.route(cell)
+    module = nets.supernet(k)
+    with torch.inference_mode():
+        own = module(batches[0][0], cell)
+        other = nets.supernet(split.route(canon))(batches[0][0], canon)
+    y = batches[0][1]
+    assert got[0] == pytest.approx(100.0 * (own.argmax(1) == y).float().mean().item())
+    assert got[1] == pytest.approx(torch.nn.functional.cross_entropy(own, y).item(), rel=1e-5)
+    assert not torch.allclose(own, other)
+    # the canonical cell itself still goes to its own supernet: two cache entries
+    scorer.score_with_loss(canon)
+    assert scorer.evaluated == 2

@@ -32,6 +32,10 @@ class SearchSpace(ABC):
     # it is always used); `train.channels_last: auto` follows it. benchmarks/memory_format.py
     # measures it for the built-in spaces.
     channels_last_on_cpu: bool = False
+    # How the few-shot supernets of the count split share weights by default
+    # (`efsnas.supernets.fewshot.STRUCTURES`); a space offering more than "separate" implements
+    # `build_shared_supernet`.
+    default_structure: str = "separate"
 
     # ---- encoding -------------------------------------------------------------------------
     @property

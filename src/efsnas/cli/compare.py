@@ -31,6 +31,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "training start before the ground truth is finished")
     p.add_argument("--criteria", default=",".join(DEFAULT_CRITERIA),
                    help=f"comma-separated, from: {', '.join(DEFAULT_CRITERIA)}")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:BASE;KEY=VALUE;...",
+                   help="an extra row: a built-in criterion with settings on top, e.g. "
+                        "'separate:nonlinearity;split.structure=separate' (repeatable)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per criterion (default 3)")
     add_config_args(p, default_preset="compare")
     return p
@@ -63,6 +66,13 @@ def run(args: argparse.Namespace) -> int:
     unknown = [c for c in names if c not in compare.VARIANTS]
     if unknown:
         raise UsageError(f"unknown criteria {unknown}; choose from {', '.join(compare.VARIANTS)}")
+    variants = {n: compare.VARIANTS[n] for n in names}
+    for text in args.variant:
+        name, v = compare.parse_variant(text)
+        if name in variants:
+            raise UsageError(f"--variant {name!r} names a row twice; give it another name")
+        variants[name] = v
+    names = list(variants)
     if args.seeds < 1:
         raise UsageError("--seeds must be at least 1")
     base = config_from_args(args)
@@ -80,13 +90,13 @@ def run(args: argparse.Namespace) -> int:
         for seed in range(args.seeds):
             run_dir = out / name / f"seed{seed}"
             runs.setdefault(name, []).append(run_dir)
-            if (run_dir / "scores.json").exists():
+            cfg = compare.variant_config(base, variants[name], base.train.seed + seed, run_dir)
+            if _reusable(run_dir, cfg, cells, space, force=args.force):
                 continue
-            cfg = compare.variant_config(base, name, base.train.seed + seed, run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "config.yaml").write_text(dump_config(cfg))
-            print(f"== {name} seed {seed}: {compare.VARIANTS[name].label}", flush=True)
-            nets, cost = compare.train_variant(cfg, name, data, space, device, run_dir)
+            print(f"== {name} seed {seed}: {variants[name].label}", flush=True)
+            nets, cost = compare.train_variant(cfg, variants[name], data, space, device, run_dir)
             t0 = time.time()
             scores = compare.score_cells(nets, data, cfg, device, cells)
             cost["score_seconds"] = time.time() - t0
@@ -97,11 +107,44 @@ def run(args: argparse.Namespace) -> int:
     if not args.ground_truth or not Path(args.ground_truth).exists():
         print(f"scores written under {out}; rerun with --ground-truth FILE for the table")
         return 0
-    return _report(args, out, names, runs, data.description, base, len(cells))
+    return _report(args, out, names, runs, data.description, base, len(cells),
+                   subspace_of=_count_subspaces(base, space),
+                   labels={n: v.label for n, v in variants.items()})
+
+
+def _reusable(run_dir: Path, cfg, cells: list, space, *, force: bool) -> bool:
+    """Whether the run folder already holds this variant's scores of every cell. A folder
+    trained with other settings is refused (or, with --force, cleared), never reused."""
+    import shutil
+
+    from efsnas.config import load_run_config
+
+    if not (run_dir / "config.yaml").exists():
+        return False
+    old = load_run_config(run_dir)
+    if old.training_identity() != cfg.training_identity() or old.eval != cfg.eval:
+        if not force:
+            raise UsageError(f"{run_dir} holds a run with other settings; use another --out, or "
+                             "--force to retrain it")
+        shutil.rmtree(run_dir)
+        return False
+    if not (run_dir / "scores.json").exists():
+        return False
+    scored = read_json(run_dir / "scores.json", "scores")["scores"]
+    return all(space.format(c) in scored for c in cells)
+
+
+def _count_subspaces(base, space):
+    """Cell text -> its subspace under the run's nonlinearity grouping: the one view in which
+    every criterion's ranking can be diagnosed alike."""
+    from efsnas.registry import create_criterion
+
+    split = create_criterion("nonlinearity", groups=base.split.groups).split(space)
+    return lambda cell: split.subspaces[split.route(space.parse(cell))].name
 
 
 def _report(args, out: Path, names, runs: dict[str, list[Path]], data_desc: str, base,
-            n_cells: int) -> int:
+            n_cells: int, *, subspace_of=None, labels: dict | None = None) -> int:
     from efsnas import compare
     from efsnas.evaluate.ranking import correlate, load_ground_truth
 
@@ -110,7 +153,7 @@ def _report(args, out: Path, names, runs: dict[str, list[Path]], data_desc: str,
     for name in names:
         for run_dir in runs[name]:
             scores = read_json(run_dir / "scores.json", "scores")["scores"]
-            ranking = correlate(scores, truth)
+            ranking = correlate(scores, truth, subspace_of=subspace_of)
             summary = compare.summarise(read_json(run_dir / "cost.json", "cost"), ranking)
             write_json_atomic(run_dir / "eval.json", {"summary": summary, "ranking": ranking})
             rows.setdefault(name, []).append(summary)
@@ -118,7 +161,8 @@ def _report(args, out: Path, names, runs: dict[str, list[Path]], data_desc: str,
     table = compare.markdown_table(agg)
     write_json_atomic(out / "compare.json", {
         "ground_truth": args.ground_truth, "cells": n_cells, "seeds": args.seeds,
-        "data": data_desc, "config": base.model_dump(), "criteria": agg, "runs": rows})
+        "data": data_desc, "config": base.model_dump(),
+        "variants": {n: (labels or {}).get(n) for n in names}, "criteria": agg, "runs": rows})
     (out / "compare.md").write_text(table + "\n")
     compare.bar_chart(agg, out / "compare.png")
     print(table)

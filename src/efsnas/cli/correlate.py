@@ -30,6 +30,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="split whose subspaces get a tau each (default nonlinearity)")
     p.add_argument("--groups", default=None,
                    help="count grouping for the nonlinearity split, e.g. '0,1/2/3'")
+    p.add_argument("--chance", type=float, default=10.0,
+                   help="score given to ground-truth cells no supernet can score (disconnected "
+                        "cells) in the extra 'all with unscorable' tau, as the authors computed "
+                        "tau over all 15,625 cells (default 10.0, chance on 10 classes)")
     return p
 
 
@@ -58,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"no cell in common between {args.predictions} (e.g. "
                          f"{min(predicted)}) and {args.ground_truth} (e.g. {min(truth)}); "
                          "are both in the same space and cell notation?")
-    stats = correlate(predicted, truth, subspace_of=subspace_of)
+    unscorable = {c: args.chance for c in truth if c not in predicted and _unscorable(space, c)}
+    stats = correlate(predicted, truth, subspace_of=subspace_of, unscorable=unscorable)
     if args.plot:
         from efsnas.evaluate.plots import scatter_plot
 
@@ -71,6 +76,13 @@ def run(args: argparse.Namespace) -> int:
         if args.plot:
             print(f"plot written to {args.plot}")
     return 0
+
+
+def _unscorable(space, cell: str) -> bool:
+    try:
+        return not space.is_valid(space.parse(cell))
+    except UsageError:
+        return False  # not a cell of this space: reported as only in the ground truth
 
 
 def _num(v: float | None, digits: int = 4) -> str:
@@ -99,6 +111,15 @@ def format_table(stats: dict, *, criterion: str = "") -> str:
     if "per_subspace" in stats:
         lines.append(f"Kendall tau per subspace{f' ({criterion} split)' if criterion else ''}:")
         lines += [_row(f"  {name}", v) for name, v in stats["per_subspace"].items()]
+        cross = stats["cross_subspace"]
+        reason = f"  ({cross['reason']})" if cross["reason"] else ""
+        lines.append(f"{'  across subspaces':<26}{cross['pairs']:>7}  {_num(cross['tau'])}"
+                     f"{reason}   (pairs)")
+        lines.append(f"calibration: {'subspace':<12}{'cells':>6}{'predicted':>11}{'true':>8}"
+                     f"{'offset':>8}")
+        for name, v in stats["calibration"].items():
+            lines.append(f"             {name:<12}{v['n']:>6}{v['predicted_mean']:>11.2f}"
+                         f"{v['true_mean']:>8.2f}{v['offset']:>+8.2f}")
     b = stats["best_predicted"]
     if b:
         lines.append(f"predicted best: {b['cell']} (score {_num(b['predicted'])}): true accuracy "

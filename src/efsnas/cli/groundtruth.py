@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from efsnas.cli.common import add_config_args, config_from_args, write_json_atomic
+from efsnas.errors import UsageError
+
+
+def _shard(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if not m or not 0 <= int(m[1]) < int(m[2]):
+        raise argparse.ArgumentTypeError(f"{text!r}: write I/N with 0 <= I < N, e.g. 0/2")
+    return int(m[1]), int(m[2])
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -18,71 +27,97 @@ def add_parser(sub) -> argparse.ArgumentParser:
         description="Train a stratified sample of subnets (equal numbers per subspace of the "
                     "split, one per equivalence class) stand-alone with the retrain recipe, "
                     "several seeds each, and write a ground truth JSON mapping subnet -> mean "
-                    "top-1 (the shape of the NAS-Bench-201 accuracy file). Resumable cell by "
-                    "cell; reports the seed-to-seed Kendall tau.")
+                    "top-1 over the seeds (the shape of the NAS-Bench-201 accuracy file; cells "
+                    "with every seed done). Resumable training by training; a larger "
+                    "--per-subspace extends an existing sample. FILE.meta.json reports the "
+                    "seed-to-seed Kendall tau, the split-half tau and the noise ceiling.")
     b.add_argument("output", metavar="FILE", help="ground truth JSON to write")
     b.add_argument("--per-subspace", type=int, default=70, help="cells per subspace (default 70)")
-    b.add_argument("--seeds", type=int, default=2, help="trainings per cell (default 2)")
+    b.add_argument("--seeds", type=int, default=3, help="trainings per cell (default 3)")
     b.add_argument("--sample-seed", type=int, default=0, help="seed of the stratified sample")
+    b.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N",
+                   help="train only every N-th training of the plan, starting at I: run N "
+                        "processes (0/N ... N-1/N) on the same FILE to use N cores; they share "
+                        "one state file")
     add_config_args(b, default_preset="groundtruth")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from efsnas import pipeline
-    from efsnas.cli.common import read_json
     from efsnas.evaluate.groundtruth import (
+        RunsFile,
         build_ground_truth,
-        seed_to_seed_tau,
+        plan,
+        reliability,
         stratified_sample,
         summarise_runs,
     )
     from efsnas.train.distributed import init_distributed
 
+    if args.per_subspace < 1 or args.seeds < 1:
+        raise UsageError("--per-subspace and --seeds must be at least 1")
     cfg = config_from_args(args)
     out = Path(args.output)
-    state_path = out.with_name(out.stem + ".runs.json")
+    # What a stand-alone training depends on (the supernet recipe in `train` does not count).
+    identity = cfg.model_dump(include={"space", "data", "retrain"})
+    identity["split"] = cfg.split.model_dump(include={"criterion", "groups", "fsnas_position"})
+    identity["train"] = cfg.train.model_dump(include={"seed", "amp", "amp_dtype",
+                                                      "channels_last"})
+    runs_file = RunsFile(out.with_name(out.stem + ".runs.json"), identity)
+    try:
+        state = runs_file.read()
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{runs_file.path} cannot be read ({e}); move it away to start "
+                         "afresh") from None
+    if state.get("config") != identity:
+        if not args.force:
+            raise UsageError(f"{runs_file.path} was built with another configuration; use "
+                             "another output file or --force")
+        runs_file.path.unlink()
     _, device = init_distributed(cfg.train.device)
     data = pipeline.load_data_for(cfg)
     space = pipeline.build_space(cfg, data)
     split = pipeline.build_split(cfg, space)
     cells = stratified_sample(split, args.per_subspace, seed=args.sample_seed)
     seeds = list(range(args.seeds))
-    state = read_json(state_path, "ground-truth state") if state_path.exists() else None
-    if state and state.get("config") != cfg.model_dump(exclude={"out", "search", "eval"}):
-        from efsnas.errors import UsageError
-
-        if not args.force:
-            raise UsageError(f"{state_path} was built with another configuration; use another "
-                             "output file or --force")
-        state = None
-    state = state or {"config": cfg.model_dump(exclude={"out", "search", "eval"}), "runs": {}}
     # The planned sample, so other steps (efsnas compare --cells) can start before it is done.
     write_json_atomic(out.with_name(out.stem + ".cells.json"), [space.format(c) for c in cells])
-    print(f"data: {data.description}; {len(cells)} cells x {len(seeds)} seeds "
-          f"({len(state['runs'])} trainings already done)")
+    todo = plan(cells, seeds, format_cell=space.format, shard=args.shard)
+    print(f"data: {data.description}; {len(cells)} cells x {len(seeds)} seeds; this worker "
+          f"({args.shard[0]}/{args.shard[1]}) has {len(todo)} trainings, "
+          f"{sum(f'{space.format(c)}#{s}' in state['runs'] for c, s in todo)} already done")
 
     def train_one(cell, seed):
         return pipeline.retrain_subnet(cfg, space, data, cell, seed=seed, device=device)
 
-    state = build_ground_truth(cells, seeds, train_one, state=state, format_cell=space.format,
-                               save=lambda s: write_json_atomic(state_path, s))
+    build_ground_truth(todo, train_one, format_cell=space.format,
+                       done=lambda key: key in state["runs"],
+                       save=lambda key, rec: runs_file.add(key, rec))
     wanted = {space.format(c) for c in cells}
-    runs = {k: v for k, v in state["runs"].items() if k.rpartition("#")[0] in wanted}
-    mean, per_seed = summarise_runs(runs)
-    tau = seed_to_seed_tau(per_seed)
+    runs = {k: v for k, v in runs_file.read()["runs"].items() if k.rpartition("#")[0] in wanted}
+    _, per_seed = summarise_runs(runs)
+    complete = {c: v for c, v in per_seed.items() if all(s in v for s in seeds)}
+    mean = {c: sum(v.values()) / len(v) for c, v in sorted(complete.items())}
+    rel = reliability(complete)
     write_json_atomic(out, mean)
     meta = {
-        "ground_truth": str(out), "cells": len(mean), "seeds": seeds,
+        "ground_truth": str(out), "cells": len(mean), "planned_cells": len(cells),
+        "seeds": seeds,
         "per_subspace": {split.subspaces[k].name: sum(1 for c in cells if split.route(c) == k)
                          for k in range(len(split))},
-        "seed_to_seed_tau": tau, "data": data.description,
+        **rel, "data": data.description,
         "train_seconds": sum(r["seconds"] for r in runs.values()),
         "per_seed": per_seed,
     }
     write_json_atomic(out.with_name(out.stem + ".meta.json"), meta)
-    t = tau["mean"]
-    print(f"ground truth of {len(mean)} cells: {out}; seed-to-seed Kendall tau "
-          f"{'n/a' if t is None else f'{t:.3f}'}")
-    print(json.dumps({"seed_to_seed_tau": t, "cells": len(mean)}))
+
+    def fmt(x):
+        return "n/a" if x is None else f"{x:.3f}"
+
+    print(f"ground truth of {len(mean)} of {len(cells)} cells (every seed done): {out}; "
+          f"seed-to-seed Kendall tau {fmt(rel['seed_to_seed_tau']['mean'])}, split-half "
+          f"{fmt(rel['split_half_tau']['mean'])}, noise ceiling {fmt(rel['noise_ceiling']['tau'])}")
+    print(json.dumps({"seed_to_seed_tau": rel["seed_to_seed_tau"]["mean"],
+                      "noise_ceiling": rel["noise_ceiling"]["tau"], "cells": len(mean)}))
     return 0

@@ -2,32 +2,46 @@
 
 from __future__ import annotations
 
+import fcntl
 import itertools
+import json
 import random
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 from scipy.stats import kendalltau
 
 from efsnas.api.split import Split
+from efsnas.fileio import write_json_atomic
 
 
 def stratified_sample(split: Split, per_subspace: int, *, seed: int = 0) -> list[tuple]:
     """`per_subspace` subnets from each subspace (all of it when smaller), one per equivalence
-    class so no two sampled cells compute the same function; deterministic for a seed."""
+    class so no two sampled cells compute the same function; deterministic for a seed.
+
+    The order is round-robin over the subspaces, and a larger `per_subspace` extends a smaller
+    one (each subspace's classes are shuffled once and taken from the front): a ground truth can
+    grow, and any prefix of its cells is stratified.
+    """
     rng = random.Random(seed)
     space = split.space
-    out = []
+    per_k = []
     for k in range(len(split)):
         if space.enumerable:
             reps = sorted({space.canonical(s) for s in split.members()[k]})
-            out.extend(sorted(rng.sample(reps, min(per_subspace, len(reps)))))
+            rng.shuffle(reps)
+            per_k.append(reps[:per_subspace])
         else:
-            seen: set = set()
+            seen: dict = {}  # insertion-ordered, so prefixes stay stable
             for _ in range(per_subspace * 100):
                 if len(seen) >= per_subspace:
                     break
-                seen.add(space.canonical(split.sample(k, rng)))
-            out.extend(sorted(seen))
+                seen.setdefault(space.canonical(split.sample(k, rng)), None)
+            per_k.append(list(seen))
+    out = []
+    for i in range(max(map(len, per_k), default=0)):
+        out.extend(cells[i] for cells in per_k if i < len(cells))
     return out
 
 
@@ -45,21 +59,103 @@ def seed_to_seed_tau(per_seed: dict[str, dict[int, float]]) -> dict:
     return {"mean": mean, "pairs": taus}
 
 
-def build_ground_truth(cells: list, seeds: list[int], train_one: Callable[[tuple, int], dict],
-                       *, state: dict | None = None, save: Callable[[dict], None] | None = None,
-                       format_cell: Callable[[tuple], str] = str, log=print) -> dict:
-    """Train every (cell, seed) not yet in `state["runs"]`, saving after each; resumable."""
-    state = state or {"runs": {}}
-    runs = state.setdefault("runs", {})
-    todo = [(c, s) for c in cells for s in seeds if f"{format_cell(c)}#{s}" not in runs]
-    for i, (cell, seed) in enumerate(todo, 1):
+def _complete(per_seed: dict[str, dict[int, float]]) -> tuple[list[str], list[int], np.ndarray]:
+    """The cells trained with every seed, and their accuracies as a (cells, seeds) array."""
+    seeds = sorted({s for v in per_seed.values() for s in v})
+    cells = sorted(c for c, v in per_seed.items() if all(s in v for s in seeds))
+    acc = np.array([[per_seed[c][s] for s in seeds] for c in cells], dtype=float)
+    return cells, seeds, acc.reshape(len(cells), len(seeds))
+
+
+def split_half_tau(per_seed: dict[str, dict[int, float]]) -> dict:
+    """Kendall tau between the seed-averaged accuracies of two disjoint halves of the seeds
+    (every split into halves of sizes floor(S/2) and ceil(S/2), averaged): how well the
+    ground truth agrees with an independent copy of itself of about half its size."""
+    cells, seeds, acc = _complete(per_seed)
+    if len(seeds) < 2 or len(cells) < 3:
+        return {"mean": None, "splits": 0}
+    taus = []
+    idx = range(len(seeds))
+    for half in itertools.combinations(idx, len(seeds) // 2):
+        rest = [i for i in idx if i not in half]
+        if len(half) == len(rest) and half > tuple(rest):
+            continue  # the same split seen from the other side
+        taus.append(float(kendalltau(acc[:, list(half)].mean(1), acc[:, rest].mean(1))[0]))
+    return {"mean": float(np.mean(taus)), "splits": len(taus)}
+
+
+def noise_ceiling(per_seed: dict[str, dict[int, float]], *, draws: int = 200,
+                  seed: int = 0) -> dict:
+    """The Kendall tau a perfect ranker (one that knows every cell's expected accuracy) would
+    reach against the seed-averaged ground truth, estimated by simulation.
+
+    Model: a cell's accuracy with seed s is mu_c + e_cs, e ~ N(0, sigma^2), sigma^2 pooled over
+    cells from the seed-to-seed spread. The means' spread overstates the spread of mu by
+    sigma^2 / S, so the means are shrunk toward their grand mean to the estimated variance of mu;
+    then the ceiling is the mean tau between mu and mu + noise of the S-seed average.
+    """
+    cells, seeds, acc = _complete(per_seed)
+    S = len(seeds)
+    if S < 2 or len(cells) < 3:
+        return {"tau": None, "noise_std": None}
+    sigma2 = float(acc.var(axis=1, ddof=1).mean())
+    mean = acc.mean(1)
+    var_mean = float(mean.var(ddof=1))
+    var_mu = max(var_mean - sigma2 / S, 1e-12)
+    mu = mean.mean() + (mean - mean.mean()) * np.sqrt(var_mu / var_mean)
+    rng = np.random.default_rng(seed)
+    taus = [kendalltau(mu, mu + rng.normal(0.0, np.sqrt(sigma2 / S), len(mu)))[0]
+            for _ in range(draws)]
+    return {"tau": float(np.mean(taus)), "noise_std": float(np.sqrt(sigma2)),
+            "spread_std": float(np.sqrt(var_mu)), "cells": len(cells), "seeds": S}
+
+
+def plan(cells: list, seeds: list[int], *, format_cell: Callable[[tuple], str] = str,
+         shard: tuple[int, int] = (0, 1)) -> list[tuple]:
+    """The (cell, seed) trainings of one worker: cell by cell (so every finished cell has all its
+    seeds), every n-th training of the whole plan for worker i of n."""
+    i, n = shard
+    everything = [(c, s) for c in cells for s in seeds]
+    return [pair for j, pair in enumerate(everything) if j % n == i]
+
+
+class RunsFile:
+    """The trainings done so far, in one JSON file that several workers may add to at once: each
+    addition re-reads the file under an exclusive lock and writes it back atomically."""
+
+    def __init__(self, path: str | Path, identity: dict):
+        self.path = Path(path)
+        self.identity = identity
+        self._lock = self.path.with_name(self.path.name + ".lock")
+
+    def read(self) -> dict:
+        if not self.path.exists():
+            return {"config": self.identity, "runs": {}}
+        with open(self.path) as f:
+            return json.load(f)
+
+    def add(self, key: str, record: dict) -> dict:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._lock, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = self.read()
+            state["runs"][key] = record
+            write_json_atomic(self.path, state)
+        return state
+
+
+def build_ground_truth(todo: list[tuple], train_one: Callable[[tuple, int], dict], *,
+                       done: Callable[[str], bool], save: Callable[[str, dict], None],
+                       format_cell: Callable[[tuple], str] = str, log=print) -> int:
+    """Train every planned (cell, seed) not yet `done`, saving each as it finishes; resumable.
+    Returns the number of trainings run."""
+    left = [(c, s) for c, s in todo if not done(f"{format_cell(c)}#{s}")]
+    for i, (cell, seed) in enumerate(left, 1):
         rec = train_one(cell, seed)
-        runs[f"{format_cell(cell)}#{seed}"] = rec
-        if save is not None:
-            save(state)
-        log(f"[{i}/{len(todo)}] {format_cell(cell)} seed {seed}: {rec['top1']:.2f}% "
+        save(f"{format_cell(cell)}#{seed}", rec)
+        log(f"[{i}/{len(left)}] {format_cell(cell)} seed {seed}: {rec['top1']:.2f}% "
             f"({rec['seconds']:.1f}s)")
-    return state
+    return len(left)
 
 
 def summarise_runs(runs: dict) -> tuple[dict[str, float], dict[str, dict[int, float]]]:
@@ -69,3 +165,10 @@ def summarise_runs(runs: dict) -> tuple[dict[str, float], dict[str, dict[int, fl
         per_seed.setdefault(cell, {})[int(seed)] = rec["top1"]
     mean = {c: sum(v.values()) / len(v) for c, v in sorted(per_seed.items())}
     return mean, per_seed
+
+
+def reliability(per_seed: dict[str, dict[int, float]]) -> dict:
+    """Everything the meta file reports about how far the ground truth can be trusted."""
+    return {"seed_to_seed_tau": seed_to_seed_tau(per_seed),
+            "split_half_tau": split_half_tau(per_seed),
+            "noise_ceiling": noise_ceiling(per_seed)}

@@ -3,6 +3,11 @@
 Kendall tau (tau-b, which accounts for ties) over all cells and over the best 1% / best 50% /
 worst 50% of cells by ground truth, Spearman rho, and where the predicted best cell really ranks.
 Cells present on one side only are counted and listed, never dropped silently.
+
+Given the subspace of each cell, also the diagnosis of a few-shot ranking: tau within each
+subspace, tau over the pairs of cells from different subspaces (what separate supernets get
+wrong when they put their subspaces on unrelated accuracy scales), and a calibration table: per
+subspace the mean predicted score against the mean true accuracy.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
 from efsnas.errors import UsageError
@@ -52,14 +58,61 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def cross_group_tau(x: list[float], y: list[float], groups: list[str], *,
+                    chunk: int = 256) -> dict:
+    """Kendall tau-b over the pairs of cells in different groups only: (concordant - discordant)
+    / sqrt((pairs - ties in x) * (pairs - ties in y)), the pairs counted in row chunks so that
+    all 15,625 cells fit in memory."""
+    xa, ya = np.asarray(x, float), np.asarray(y, float)
+    _, ga = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    n = len(xa)
+    s = pairs = tx = ty = 0
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        # pairs (i, j) with i in this chunk and j > i
+        upper = np.arange(n)[None, :] > np.arange(lo, hi)[:, None]
+        cross = upper & (ga[lo:hi, None] != ga[None, :])
+        sx = np.sign(xa[lo:hi, None] - xa[None, :])
+        sy = np.sign(ya[lo:hi, None] - ya[None, :])
+        s += int((sx * sy)[cross].sum())
+        pairs += int(cross.sum())
+        tx += int((cross & (sx == 0)).sum())
+        ty += int((cross & (sy == 0)).sum())
+    out: dict = {"tau": None, "pairs": pairs, "n": n, "reason": None}
+    denom = math.sqrt(max(pairs - tx, 0) * max(pairs - ty, 0))
+    if pairs == 0:
+        out["reason"] = "no pair of cells from different subspaces"
+    elif denom == 0:
+        out["reason"] = "one side is constant over the cross-subspace pairs"
+    else:
+        out["tau"] = s / denom
+    return out
+
+
+def calibration(x: list[float], y: list[float], groups: list[str]) -> dict[str, dict]:
+    """Per group: cells, mean predicted score, mean true accuracy, and their difference."""
+    out: dict[str, dict] = {}
+    for name in sorted(set(groups)):
+        idx = [i for i, g in enumerate(groups) if g == name]
+        pm = float(np.mean([x[i] for i in idx]))
+        tm = float(np.mean([y[i] for i in idx]))
+        out[name] = {"n": len(idx), "predicted_mean": pm, "true_mean": tm, "offset": pm - tm}
+    return out
+
+
 def correlate(predicted: Mapping[str, float], truth: Mapping[str, float], *,
-              subspace_of: Callable[[str], str] | None = None) -> dict:
+              subspace_of: Callable[[str], str] | None = None,
+              unscorable: Mapping[str, float] | None = None) -> dict:
     """Compare predicted scores with ground-truth accuracies (higher is better on both sides).
 
     Subsets by ground truth: the best floor(1% * n) and floor(50% * n) cells and the worst
     floor(50% * n), ties in the ground truth broken by cell string so the subsets are
     deterministic. Cells whose value is NaN or infinite on either side are left out of every
     statistic and counted under `counts["non_finite"]`. The result is JSON-ready.
+
+    `unscorable` gives a score to ground-truth cells no supernet can score (NAS-Bench-201's
+    disconnected cells, scored at chance as the authors did): they join one extra row,
+    `kendall_tau["all_with_unscorable"]`, and no other statistic.
     """
     only_pred = sorted(set(predicted) - set(truth))
     only_truth = sorted(set(truth) - set(predicted))
@@ -80,16 +133,24 @@ def correlate(predicted: Mapping[str, float], truth: Mapping[str, float], *,
         k = int(frac * len(cells))
         idx = by_truth[:k] if end == "top" else by_truth[len(cells) - k:]
         out["kendall_tau"][name] = _tau([x[i] for i in idx], [y[i] for i in idx])
+    extra = sorted(c for c in (unscorable or {}) if c in truth and c not in predicted
+                   and _finite(truth[c]))
+    if extra:
+        out["kendall_tau"]["all_with_unscorable"] = _tau(
+            x + [float(unscorable[c]) for c in extra], y + [float(truth[c]) for c in extra])
     out["spearman_rho"] = _pair_stat(spearmanr, x, y, "rho")
     out["best_predicted"] = _best_predicted(cells, x, truth)
     if subspace_of is not None:
+        names = [str(subspace_of(c)) for c in cells]
         groups: dict[str, list[int]] = {}
-        for i, c in enumerate(cells):
-            groups.setdefault(str(subspace_of(c)), []).append(i)
+        for i, g in enumerate(names):
+            groups.setdefault(g, []).append(i)
         out["per_subspace"] = {
             name: _tau([x[i] for i in idx], [y[i] for i in idx])
             for name, idx in sorted(groups.items())
         }
+        out["cross_subspace"] = cross_group_tau(x, y, names)
+        out["calibration"] = calibration(x, y, names) if cells else {}
     return out
 
 

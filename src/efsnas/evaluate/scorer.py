@@ -43,7 +43,7 @@ class SubnetScorer:
         self.recal_batches = list(recal_batches or [])
         self.autocast = autocast
         self.space = supernets.space
-        self.cache: dict[Subnet, tuple[float, float]] = {}
+        self.cache: dict[tuple[int, Subnet], tuple[float, float]] = {}
         self.evaluated = 0  # forward passes over the held-out set actually run
 
     @torch.inference_mode()
@@ -58,9 +58,16 @@ class SubnetScorer:
             with self.autocast():
                 module(x, subnet)
 
+    def key(self, subnet: Subnet) -> tuple[int, Subnet]:
+        """What two subnets must share to share a score: the supernet they are routed to and
+        their equivalence class. The class alone is not enough: under a position-based split
+        (FS-NAS, GM-NAS) a cell whose split position is dead has the same class as cells of
+        other subspaces, yet its own supernet is the one of its own choice there."""
+        subnet = tuple(subnet)
+        return self.supernets.route(subnet), self.space.canonical(subnet)
+
     @torch.inference_mode()
-    def _evaluate(self, subnet: Subnet) -> tuple[float, float]:
-        k = self.supernets.route(subnet)
+    def _evaluate(self, k: int, subnet: Subnet) -> tuple[float, float]:
         module = self.supernets.supernet(k)
         if self.bn == "recalibrate":
             self._recalibrate(module, subnet)
@@ -82,9 +89,9 @@ class SubnetScorer:
         return 100.0 * correct.item() / n, loss.item() / n
 
     def score_with_loss(self, subnet: Subnet) -> tuple[float, float]:
-        key = self.space.canonical(tuple(subnet))
+        key = self.key(subnet)
         if key not in self.cache:
-            self.cache[key] = self._evaluate(key)
+            self.cache[key] = self._evaluate(*key)  # the class representative, same function
         return self.cache[key]
 
     def score(self, subnets: Iterable[Subnet]) -> list[float]:
@@ -102,7 +109,7 @@ def score_many(scorer: SubnetScorer, subnets: Sequence[Subnet], *, done: dict | 
     space = scorer.space
     results = dict(done or {})
     for text, rec in results.items():  # previously scored classes need no second pass
-        scorer.cache.setdefault(space.canonical(space.parse(text)), (rec["top1"], rec["loss"]))
+        scorer.cache.setdefault(scorer.key(space.parse(text)), (rec["top1"], rec["loss"]))
     todo = [s for i, s in enumerate(subnets) if i % world_size == rank
             and space.format(s) not in results]
     bar = None

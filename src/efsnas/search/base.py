@@ -13,7 +13,7 @@ import math
 import os
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,8 +65,9 @@ class Searcher(ABC):
     """Base of every search strategy. Subclasses implement `propose()` and `finished()`.
 
     `max_flops` / `max_params` are in the units of `space.flops` / `space.params`; a candidate
-    over a limit is discarded before evaluation. Subnets in one equivalence class
-    (`space.canonical`) share one evaluation.
+    over a limit is discarded before evaluation. Subnets with the same `equivalence` key (by
+    default `space.canonical`; the scorer's `key` when some equivalent subnets are routed to
+    different supernets) share one evaluation.
     """
 
     name: str = ""
@@ -75,7 +76,8 @@ class Searcher(ABC):
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, max_flops: float | None = None,
                  max_params: float | None = None, top: int = 10, max_tries: int = 1000,
-                 checkpoint: Checkpoint = None) -> None:
+                 checkpoint: Checkpoint = None,
+                 equivalence: Callable[[Subnet], Hashable] | None = None) -> None:
         if not isinstance(space, SearchSpace):
             raise UsageError(f"{self.name} search needs a SearchSpace, got {type(space).__name__}")
         for key, v in (("max_flops", max_flops), ("max_params", max_params)):
@@ -83,12 +85,13 @@ class Searcher(ABC):
                 raise UsageError(f"{self.name} search: {key} must be positive, got {v!r}")
         _positive(self.name, top=top, max_tries=max_tries)
         self.space = space
+        self.equivalence = equivalence or space.canonical
         self.seed, self.max_flops, self.max_params = int(seed), max_flops, max_params
         self.top, self.max_tries, self.checkpoint = top, max_tries, checkpoint
         self.rng = random.Random(self.seed)
         self.generation = 0
         self.history: list[dict] = []
-        self.cache: dict[Subnet, float] = {}  # canonical subnet -> score
+        self.cache: dict[Hashable, float] = {}  # equivalence key -> score
         self.rejected = 0  # candidates discarded for a FLOPs / parameter limit
         self._resumed = False
 
@@ -112,12 +115,12 @@ class Searcher(ABC):
             return False
         return self.max_params is None or self.space.params(subnet) <= self.max_params
 
-    def accept(self, subnet: Subnet, batch: set[Subnet]) -> bool:
+    def accept(self, subnet: Subnet, batch: set[Hashable]) -> bool:
         """Whether `subnet` is a new, valid candidate within the limits; adds it to `batch`
-        (a set of canonical subnets) when it is."""
+        (a set of equivalence keys) when it is."""
         if not self.space.is_valid(subnet):
             return False
-        key = self.space.canonical(subnet)
+        key = self.equivalence(subnet)
         if key in self.cache or key in batch:
             return False
         if not self.within_limits(subnet):
@@ -126,7 +129,7 @@ class Searcher(ABC):
         batch.add(key)
         return True
 
-    def random_fill(self, out: list[Subnet], batch: set[Subnet], n: int) -> None:
+    def random_fill(self, out: list[Subnet], batch: set[Hashable], n: int) -> None:
         """Append random new candidates to `out` until it holds `n` (bounded tries)."""
         for _ in range(self.max_tries * max(1, n - len(out))):
             if len(out) >= n:
@@ -170,7 +173,7 @@ class Searcher(ABC):
                              f"{len(batch)} subnets")
         for s, score in zip(batch, scores, strict=True):
             score = float(score)
-            self.cache[self.space.canonical(s)] = score
+            self.cache[self.equivalence(s)] = score
             self.history.append({"subnet": list(s), "score": score, "generation": self.generation})
 
     def _save(self) -> None:
@@ -230,7 +233,7 @@ class Searcher(ABC):
         self.generation, self.rejected = generation, int(state.get("rejected", 0))
         self.history = [{"subnet": list(r["subnet"]), "score": float(r["score"]),
                          "generation": int(r["generation"])} for r in history]
-        self.cache = {self.space.canonical(tuple(r["subnet"])): r["score"] for r in self.history}
+        self.cache = {self.equivalence(tuple(r["subnet"])): r["score"] for r in self.history}
         self._resumed = True
 
 

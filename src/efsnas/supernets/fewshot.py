@@ -1,9 +1,11 @@
 """K supernets for the K subspaces of a split, with widths divided by the split's G.
 
 Structures:
-- "separate" (default, as the paper describes): K independent supernets (own stem, cells, head).
-- "shared_prefix" (the authors' NAS-Bench-201 code): one network whose later cells pick one of
-  several copies by the cumulative nonlinearity count so far; needs a space that can build it.
+- "separate" (as the paper describes): K independent supernets (own stem, cells, head).
+- "shared_head", "shared_trunk", "shared_prefix": one network holding the K supernets with the
+  head; the stem, reductions and head; or those and the early cells shared (the last is the
+  authors' NAS-Bench-201 code, whose later cells pick a copy by the cumulative nonlinearity
+  count). Needs a space that can build it (`build_shared_supernet`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from efsnas.api.search_space import Subnet
 from efsnas.api.split import Split
 from efsnas.errors import UsageError
 
-STRUCTURES = ("separate", "shared_prefix")
+STRUCTURES = ("separate", "shared_head", "shared_trunk", "shared_prefix")
 
 
 class FewShotSupernets(nn.Module):
@@ -33,13 +35,13 @@ class FewShotSupernets(nn.Module):
                 for _ in range(len(split))
             )
         else:
-            build = getattr(self.space, "build_shared_prefix_supernet", None)
+            build = getattr(self.space, "build_shared_supernet", None)
             if build is None:
-                raise UsageError(f"the {self.space.name} space has no shared-prefix structure; "
+                raise UsageError(f"the {self.space.name} space has no {structure} structure; "
                                  "use structure: separate")
-            self.supernets = nn.ModuleList(
-                [build(width_divisor=split.width_divisor, thresholds=thresholds)]
-            )
+            self.supernets = nn.ModuleList([build(
+                sharing=structure.removeprefix("shared_"), subspaces=len(split),
+                route=split.route, width_divisor=split.width_divisor, thresholds=thresholds)])
 
     def __len__(self) -> int:
         return len(self.split)

@@ -39,13 +39,19 @@ def train_step(
     grad_clip: float | None = None,
     autocast=contextlib.nullcontext,
     scaler: torch.amp.GradScaler | None = None,
+    set_to_none: bool = True,
 ) -> tuple[list[float], list[int]]:
     """Run every drawn subnet through its supernet on the same batch, accumulate the gradients,
     then take one optimizer step (SBS when `draws` holds one subnet per supernet).
 
+    `set_to_none=True`: weights no subnet of the step touched keep grad None, so SGD applies
+    neither weight decay nor momentum to them. False zeroes the gradients instead (PyTorch's
+    behaviour before 2.0, under which the authors trained): decay and momentum then act on
+    every weight that ever had a gradient, at every step.
+
     Returns each draw's loss and number of correct predictions (as Python numbers, one sync).
     """
-    optimizer.zero_grad(set_to_none=True)  # untouched weights keep grad None: no decay, no step
+    optimizer.zero_grad(set_to_none=set_to_none)
     losses, corrects = [], []
     for k, subnet in draws:
         with autocast():
@@ -61,6 +67,8 @@ def train_step(
         for k in sorted({k for k, _ in draws}):
             params = [p for p in modules[k].parameters() if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            if len({id(m) for m in modules}) == 1:
+                break  # one shared module: clipping it once is all
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()

@@ -34,6 +34,7 @@ class SupernetTrainer:
                  identity: dict, epochs: int, batch_size: int, lr: float, lr_min: float,
                  momentum: float, nesterov: bool, weight_decay: float, wd_weights_only: bool,
                  label_smoothing: float, grad_clip: float | None, seed: int,
+                 zero_grad: str = "set_to_none",
                  steps_per_epoch: int | None = None, device: torch.device | str = "cpu",
                  amp: bool = True, amp_dtype: str = "bfloat16", channels_last: bool = False,
                  augment: str | None = None, tensorboard: bool = False, progress: bool = True,
@@ -48,6 +49,9 @@ class SupernetTrainer:
         self.epochs, self.batch_size, self.steps_per_epoch = epochs, batch_size, steps_per_epoch
         self.lr, self.lr_min = lr, lr_min
         self.label_smoothing, self.grad_clip, self.seed = label_smoothing, grad_clip, seed
+        if zero_grad not in ("set_to_none", "zeros"):
+            raise ValueError(f"zero_grad must be set_to_none or zeros, got {zero_grad!r}")
+        self.set_to_none = zero_grad == "set_to_none"
         self.device, self.channels_last, self.augment = device, channels_last, augment
         self.autocast = lambda: autocast_for(device, amp, amp_dtype)
         self.scaler = (torch.amp.GradScaler("cuda")
@@ -194,6 +198,7 @@ class SupernetTrainer:
             losses, corrects = train_step(self.modules, draws, x, y, self.optimizer,
                                           label_smoothing=self.label_smoothing,
                                           grad_clip=self.grad_clip, autocast=self.autocast,
+                                          set_to_none=self.set_to_none,
                                           scaler=self.scaler)
             for (k, _), lo, c in zip(draws, losses, corrects):
                 loss_sum[k] += lo * len(y)

@@ -14,6 +14,8 @@ class NB201Space(EvolutionMixin, SearchSpace):
 
     name = "nb201"
     channels_last_on_cpu = True  # 1.5-1.9x faster steps: benchmarks/memory_format.py
+    # The authors' NAS-Bench-201 structure, and the best-ranking one measured (README, study).
+    default_structure = "shared_prefix"
 
     def __init__(self, *, C: int = 16, N: int = 5, in_channels: int = 3, num_classes: int = 10,
                  input_size: int = 32) -> None:
@@ -124,13 +126,16 @@ class NB201Space(EvolutionMixin, SearchSpace):
                              num_classes=self.num_classes, affine=affine,
                              track_running_stats=track_running_stats)
 
-    def build_shared_prefix_supernet(self, *, width_divisor: int = 1,
-                                     thresholds: tuple[int, ...] | None = None):
-        from efsnas.spaces.nb201.shared_prefix import SharedPrefixSupernet
+    def build_shared_supernet(self, *, sharing: str, subspaces: int, route,
+                              width_divisor: int = 1, thresholds: tuple[int, ...] | None = None):
+        """K few-shot supernets in one network with the stem, head or prefix shared
+        (`efsnas.spaces.nb201.shared`)."""
+        from efsnas.spaces.nb201.shared import SharedSupernet
 
-        return SharedPrefixSupernet(C=self._width(width_divisor), N=self.N,
-                                    in_channels=self.in_channels, num_classes=self.num_classes,
-                                    thresholds=thresholds)
+        return SharedSupernet(C=self._width(width_divisor), N=self.N,
+                              in_channels=self.in_channels, num_classes=self.num_classes,
+                              sharing=sharing, subspaces=subspaces, route=route,
+                              thresholds=thresholds)
 
     def describe(self) -> dict:
         return {"name": self.name, "C": self.C, "N": self.N, "in_channels": self.in_channels,
