@@ -20,6 +20,7 @@ import torch
 from efsnas import pipeline
 from efsnas.config import RunConfig, merge_dicts, parse_override, validate_config
 from efsnas.errors import UsageError
+from efsnas.evaluate.plots import save_figure
 from efsnas.fileio import write_json_atomic
 from efsnas.registry import create_criterion
 from efsnas.supernets import FewShotSupernets
@@ -279,22 +280,25 @@ def bar_chart(agg: dict[str, dict], path: Path, title: str = "") -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    keys = [("tau_all", "Kendall tau (all)"), ("tau_top50", "Kendall tau (top 50%)"),
-            ("spearman", "Spearman rho")]
+    keys = [("tau_all", "Kendall tau, all cells"), ("tau_cross", "Kendall tau, across subspaces"),
+            ("spearman", "Spearman rho, all cells")]
     names = list(agg)
-    fig = Figure(figsize=(2.2 + 1.6 * len(names), 4.2))
+    fig = Figure(figsize=(2.5 + 1.1 * len(names), 4.8))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / len(keys)
     for i, (key, label) in enumerate(keys):
-        means = [agg[n].get(key, {}).get("mean", 0.0) for n in names]
-        stds = [agg[n].get(key, {}).get("std", 0.0) for n in names]
+        means = [(agg[n].get(key) or {}).get("mean", float("nan")) for n in names]
+        # one seed has no std: no error bar rather than a zero one
+        stds = [(agg[n].get(key) or {}).get("std") for n in names]
+        stds = [float("nan") if s is None else s for s in stds]
         ax.bar([j + i * width for j in range(len(names))], means, width, yerr=stds, capsize=3,
                label=label)
-    ax.set_xticks([j + width for j in range(len(names))], names, rotation=15, fontsize=8)
+    ax.set_xticks([j + width for j in range(len(names))], names, rotation=30, ha="right",
+                  fontsize=9)
     ax.axhline(0, color="black", linewidth=0.5)
-    ax.set_ylabel("rank correlation with ground truth")
-    ax.set_title(title or "ranking quality by split criterion (mean ± std over seeds)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_ylabel("rank correlation with the ground truth")
+    ax.set_title(title or "ranking quality per criterion (mean ± std over seeds)", fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)

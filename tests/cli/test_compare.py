@@ -82,3 +82,28 @@ def test_compare_can_score_before_the_ground_truth_exists(ground_truth, tmp_path
     assert "==" not in capsys.readouterr().out  # nothing retrained
     assert set(json.loads((out / "compare.json").read_text())["criteria"]) == {
         "oneshot", "nonlinearity"}
+    table = (out / "compare.md").read_text()
+    assert "± n/a" in table and "± 0.000" not in table  # one seed: no std
+
+
+def test_compare_variants_and_changed_settings(ground_truth, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--ground-truth", str(ground_truth), "--criteria", "nonlinearity",
+            "--seeds", "1", "--preset", "tiny", "--out", str(out),
+            "--set", "train.steps_per_epoch=2",
+            "--variant", "separate-balanced:nonlinearity;split.structure=separate;"
+                         "train.sampler=balanced"]
+    assert main(args) == 0
+    res = json.loads((out / "compare.json").read_text())
+    assert list(res["criteria"]) == ["nonlinearity", "separate-balanced"]
+    cfg = (out / "separate-balanced" / "seed0" / "config.yaml").read_text()
+    assert "structure: separate" in cfg and "sampler: balanced" in cfg
+    assert "structure: null" in (out / "nonlinearity" / "seed0" / "config.yaml").read_text()
+    run = res["runs"]["separate-balanced"][0]
+    assert run["subnet_images"] == run["images_drawn"]  # one subnet per step
+    assert {"tau_cross", "tau_within_count=2", "predicted_mean_count=3"} <= set(run)
+    # other settings into the same folder: refused, not silently reused
+    capsys.readouterr()
+    assert main([*args, "--set", "train.lr=0.2"]) == 2
+    assert "other settings" in capsys.readouterr().err
+    assert main(["compare", "--ground-truth", str(ground_truth), "--variant", "x:nope"]) == 2

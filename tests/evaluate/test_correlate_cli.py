@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from scipy.stats import kendalltau
 
 from efsnas import create_space
 from efsnas.cli.main import main
@@ -49,6 +50,30 @@ def test_json_output(files, capsys, cells):
     per = stats["per_subspace"]
     assert {k: v["n"] for k, v in per.items()} == {"count=0,1": 4, "count=2": 4, "count=3": 4}
     assert per["count=0,1"]["tau"] == pytest.approx(4 / 6) and per["count=3"]["tau"] == 1.0
+    # the one discordant pair lies within count=0,1: all 48 cross-subspace pairs agree
+    assert stats["cross_subspace"] == {"tau": 1.0, "pairs": 48, "n": 12, "reason": None}
+    cal = stats["calibration"]
+    assert cal["count=2"] == {"n": 4, "predicted_mean": 5.5, "true_mean": 85.5, "offset": -80.0}
+
+
+def test_disconnected_cells_at_chance_join_one_extra_row(files, capsys, tmp_path):
+    p, t = files
+    truth = json.loads(t.read_text())
+    disconnected = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    truth[disconnected] = 10.0
+    t2 = tmp_path / "truth-all.json"
+    t2.write_text(json.dumps(truth))
+    assert main(["correlate", str(p), str(t2), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["counts"]["only_in_truth"] == 1 and stats["kendall_tau"]["all"]["n"] == 12
+    extra = stats["kendall_tau"]["all_with_unscorable"]
+    # scored 10.0, tied with cell 10's prediction: 13 cells, 78 pairs, one tie on the
+    # prediction side, one discordant pair from before, the new cell concordant elsewhere
+    assert extra["n"] == 13
+    x = json.loads(p.read_text())["scores"]
+    cells = sorted(x)
+    ref = kendalltau([x[c] for c in cells] + [10.0], [truth[c] for c in cells] + [10.0])[0]
+    assert extra["tau"] == pytest.approx(ref)
 
 
 def test_table_and_plot(files, capsys, tmp_path):

@@ -107,6 +107,28 @@ def test_per_subspace_tau():
         assert res["tau"] == pytest.approx(ref)
 
 
+def test_cross_subspace_tau_counts_only_pairs_across_groups():
+    from efsnas.evaluate.ranking import cross_group_tau
+
+    rng = random.Random(2)
+    n = 40
+    x = [rng.choice([0.0, 1.0, 2.0, rng.random()]) for _ in range(n)]  # with ties
+    y = [v + rng.gauss(0, 0.5) for v in x]
+    g = [rng.choice("abc") for _ in range(n)]
+    s = pairs = tx = ty = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            if g[i] != g[j]:
+                dx, dy = x[i] - x[j], y[i] - y[j]
+                pairs += 1
+                tx += dx == 0
+                ty += dy == 0
+                s += (dx > 0) - (dx < 0) if dy > 0 else ((dx < 0) - (dx > 0) if dy < 0 else 0)
+    got = cross_group_tau(x, y, g, chunk=7)  # chunks that do not divide n
+    assert got["pairs"] == pairs
+    assert got["tau"] == pytest.approx(s / math.sqrt((pairs - tx) * (pairs - ty)))
+
+
 def test_load_ground_truth(tmp_path):
     good = tmp_path / "gt.json"
     good.write_text(json.dumps({"a": 90, "b": 91.5}))
