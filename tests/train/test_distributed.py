@@ -26,6 +26,9 @@ def test_two_ranks_train_the_same_subnets_and_end_with_the_same_weights(tmp_path
     assert ranks[0]["draws"] == ranks[1]["draws"] and len(ranks[0]["draws"]) == 3
     assert all(len(d) == 3 for d in ranks[0]["draws"])  # SBS: one subnet per supernet
     assert ranks[0]["checksum"] == pytest.approx(ranks[1]["checksum"], rel=0, abs=1e-9)
+    # the tiny preset's default structure is shared: one DDP module runs all three draws
+    assert ranks[0]["structure"] == "shared_prefix"
+    assert ranks[0]["matches_single_process"] and ranks[1]["matches_single_process"]
 
 
 @pytest.mark.slow
