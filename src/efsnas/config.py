@@ -25,6 +25,9 @@ class SpaceConfig(_Strict):
     N: int = Field(5, ge=1, description="cells per stage (nb201)")
     width_mult: float = Field(1.0, gt=0, description="mobilenet width multiplier")
     input_size: int | None = Field(None, ge=4, description="default: the dataset's image size")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword options of the space itself, checked by it "
+        "(mobilenet: width_division exact|rounded, supernet_bn recalibrated|batch)")
 
 
 class SplitConfig(_Strict):

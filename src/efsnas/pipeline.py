@@ -61,7 +61,7 @@ def build_space(cfg: RunConfig, data) -> SearchSpace:
         kwargs.update(C=s.C, N=s.N)
     elif s.name == "mobilenet":
         kwargs.update(width_mult=s.width_mult)
-    return create_space(s.name, **kwargs)
+    return create_space(s.name, **kwargs, **s.options)
 
 
 def build_split(cfg: RunConfig, space: SearchSpace) -> Split:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +43,17 @@ def _create(kind: str, name: str, **kwargs):
     reg = _REGISTRIES[kind]
     if name not in reg:
         raise UsageError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(reg))}")
-    return reg[name](**kwargs)
+    factory = reg[name]
+    try:
+        accepted = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        accepted = {}
+    if accepted and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            raise UsageError(f"the {name} {kind} has no option {unknown[0]!r}; its options: "
+                             f"{', '.join(accepted)}")
+    return factory(**kwargs)
 
 
 def create_space(name: str, **kwargs):

@@ -201,9 +201,30 @@ def test_costs_match_small_modules(kw):
 def test_channel_rounding(space, tiny):
     assert space.channels() == {"stem": 32, "first": 16, "head": 1280,
                                 "stages": [32, 40, 80, 96, 192, 320]}
-    assert space.channels(width_divisor=2)["stages"] == [16, 24, 40, 48, 96, 160]
+    # the authors divide exactly (40 / 2 = 20); "rounded" keeps MobileNet's multiples of 8
+    half = space.channels(width_divisor=2)
+    assert half == {"stem": 16, "first": 8, "head": 640, "stages": [16, 20, 40, 48, 96, 160]}
+    rounded = create_space("mobilenet", width_division="rounded")
+    assert rounded.channels(width_divisor=2)["stages"] == [16, 24, 40, 48, 96, 160]
     assert tiny.channels()["stages"] == [8, 12, 20, 24, 48, 80]
-    assert min(tiny.channels(width_divisor=2)["stages"]) == 8
+    assert tiny.channels(width_divisor=2)["stages"] == [4, 6, 10, 12, 24, 40]
+    # the built supernet has the widths the plan states
+    sup = space.build_supernet(width_divisor=2)
+    assert sup.plan.as_dict() == half
+
+
+def test_supernet_bn_options():
+    from torch import nn
+
+    for option, has_stats in (("recalibrated", True), ("batch", False)):
+        sup = create_space("mobilenet", width_mult=0.25, supernet_bn=option).build_supernet()
+        bns = [m for m in sup.modules() if isinstance(m, nn.BatchNorm2d)]
+        assert bns and all(m.affine == has_stats and m.track_running_stats == has_stats
+                           for m in bns)
+    with pytest.raises(UsageError, match="supernet_bn"):
+        create_space("mobilenet", supernet_bn="nope")
+    with pytest.raises(UsageError, match="has no option 'C'"):
+        create_space("mobilenet", C=8)
 
 
 def test_bad_arguments(space):

@@ -86,19 +86,33 @@ def scale_channels(c: int, factor: float) -> int:
     return out
 
 
-def channel_plan(width_mult: float = 1.0, width_divisor: int = 1) -> ChannelPlan:
+WIDTH_DIVISIONS = ("exact", "rounded")
+
+
+def channel_plan(width_mult: float = 1.0, width_divisor: int = 1, *,
+                 division: str = "exact") -> ChannelPlan:
     """Widths of the stem, the fixed first block, the 21 searchable layers and the head; every
-    channel count (stem and head included) is scaled by width_mult / width_divisor."""
-    f = width_mult / width_divisor
-    stem, first = scale_channels(STEM_CHANNELS, f), scale_channels(FIRST_CHANNELS, f)
+    channel count (stem and head included) is scaled by width_mult and divided by
+    width_divisor. `division="exact"` divides the width_mult-scaled count by G as the authors'
+    code does (stage 2 at G=2: 40 -> 20); "rounded" rounds c * width_mult / G to MobileNet's
+    multiples of 8 (40 -> 24)."""
+    if division not in WIDTH_DIVISIONS:
+        raise ValueError(f"division must be one of {WIDTH_DIVISIONS}, got {division!r}")
+
+    def width(c: int) -> int:
+        if division == "exact":
+            return max(1, scale_channels(c, width_mult) // width_divisor)
+        return scale_channels(c, width_mult / width_divisor)
+
+    stem, first = width(STEM_CHANNELS), width(FIRST_CHANNELS)
     layers = []
     c_in = first
     for c, n, s in STAGES:
-        c_out = scale_channels(c, f)
+        c_out = width(c)
         for i in range(n):
             layers.append(LayerPlan(c_in, c_out, s if i == 0 else 1, can_skip=i > 0))
             c_in = c_out
-    return ChannelPlan(stem, first, tuple(layers), scale_channels(HEAD_CHANNELS, f))
+    return ChannelPlan(stem, first, tuple(layers), width(HEAD_CHANNELS))
 
 
 # ---- text form, validity, counting ---------------------------------------------------------

@@ -148,11 +148,12 @@ class MobileNetNetwork(nn.Module):
 
     def __init__(self, subnet: Sequence[int], *, in_channels: int = 3, num_classes: int = 1000,
                  width_mult: float = 1.0, width_divisor: int = 1, affine: bool = True,
-                 track_running_stats: bool = True, dropout: float = 0.0):
+                 track_running_stats: bool = True, dropout: float = 0.0,
+                 width_division: str = "exact"):
         super().__init__()
         _check_size(in_channels, num_classes, width_mult, width_divisor)
         self.subnet = _check(subnet)
-        self.plan = channel_plan(width_mult, width_divisor)
+        self.plan = channel_plan(width_mult, width_divisor, division=width_division)
         self.body = _Body(self.plan, in_channels=in_channels, num_classes=num_classes,
                           choices_per_layer=[[c] for c in self.subnet], affine=affine,
                           track=track_running_stats, dropout=float(dropout))
@@ -165,13 +166,15 @@ class MobileNetSupernet(Supernet):
     """All six MBConvs of every searchable layer; `forward(x, subnet)` runs only the chosen ones."""
 
     def __init__(self, *, in_channels: int = 3, num_classes: int = 1000, width_mult: float = 1.0,
-                 width_divisor: int = 1, affine: bool = True, track_running_stats: bool = True):
+                 width_divisor: int = 1, affine: bool = True, track_running_stats: bool = True,
+                 width_division: str = "exact"):
         super().__init__()
         _check_size(in_channels, num_classes, width_mult, width_divisor)
         self.config = dict(in_channels=in_channels, num_classes=num_classes,
                            width_mult=float(width_mult), width_divisor=width_divisor,
-                           affine=affine, track_running_stats=track_running_stats)
-        self.plan = channel_plan(width_mult, width_divisor)
+                           affine=affine, track_running_stats=track_running_stats,
+                           width_division=width_division)
+        self.plan = channel_plan(width_mult, width_divisor, division=width_division)
         every = [range(len(MBCONV_CHOICES))] * NUM_LAYERS
         self.body = _Body(self.plan, in_channels=in_channels, num_classes=num_classes,
                           choices_per_layer=every, affine=affine, track=track_running_stats)

@@ -33,8 +33,16 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
     name = "mobilenet"
     channels_last_on_cpu = True  # 1.5-1.9x faster steps: benchmarks/memory_format.py
 
+    SUPERNET_BNS = ("recalibrated", "batch")
+
     def __init__(self, *, num_classes: int = 1000, input_size: int = 224, in_channels: int = 3,
-                 width_mult: float = 1.0) -> None:
+                 width_mult: float = 1.0, width_division: str = "exact",
+                 supernet_bn: str = "recalibrated") -> None:
+        """`width_division`: "exact" divides every width by G as the authors' code (40/2 = 20),
+        "rounded" rounds to multiples of 8 (24). `supernet_bn`: "recalibrated" gives the
+        supernets affine BN with running statistics, re-estimated before scoring (the ImageNet
+        recipe, METHOD section 6); "batch" has neither, batch statistics always (the authors'
+        supernet code)."""
         for key, v in (("num_classes", num_classes), ("input_size", input_size),
                        ("in_channels", in_channels)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -42,8 +50,15 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
         if not isinstance(width_mult, (int, float)) or not width_mult > 0:
             raise UsageError(f"mobilenet space: width_mult must be a positive number, got "
                              f"{width_mult!r}")
+        if width_division not in E.WIDTH_DIVISIONS:
+            raise UsageError(f"mobilenet space: width_division must be one of "
+                             f"{', '.join(E.WIDTH_DIVISIONS)}, got {width_division!r}")
+        if supernet_bn not in self.SUPERNET_BNS:
+            raise UsageError(f"mobilenet space: supernet_bn must be one of "
+                             f"{', '.join(self.SUPERNET_BNS)}, got {supernet_bn!r}")
         self.num_classes, self.input_size, self.in_channels = num_classes, input_size, in_channels
         self.width_mult = float(width_mult)
+        self.width_division, self.supernet_bn = width_division, supernet_bn
 
     # encoding
     @property
@@ -97,7 +112,8 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
     # costs: multiply-accumulates of conv and linear layers (batch 1); parameters with BN affine
     def _cost(self, subnet: Subnet, width_divisor: int, affine: bool) -> tuple[int, int]:
         subnet = self.check(subnet)
-        plan = E.channel_plan(self.width_mult, self._divisor(width_divisor))
+        plan = E.channel_plan(self.width_mult, self._divisor(width_divisor),
+                              division=self.width_division)
         bn = 2 if affine else 0
         h = _out(self.input_size, 2)
         macs = h * h * self.in_channels * plan.stem * 9
@@ -133,7 +149,8 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
 
     def channels(self, *, width_divisor: int = 1) -> dict:
         """Resolved widths (stem, first block, the six stages, head) at this divisor."""
-        return E.channel_plan(self.width_mult, self._divisor(width_divisor)).as_dict()
+        return E.channel_plan(self.width_mult, self._divisor(width_divisor),
+                              division=self.width_division).as_dict()
 
     def build_network(self, subnet: Subnet, *, width_divisor: int = 1, affine: bool = True,
                       track_running_stats: bool = True, dropout: float = 0.0
@@ -145,21 +162,24 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
         return MobileNetNetwork(subnet, in_channels=self.in_channels,
                                 num_classes=self.num_classes, width_mult=self.width_mult,
                                 width_divisor=self._divisor(width_divisor), affine=affine,
-                                track_running_stats=track_running_stats, dropout=dropout)
+                                track_running_stats=track_running_stats, dropout=dropout,
+                                width_division=self.width_division)
 
-    def build_supernet(self, *, width_divisor: int = 1, affine: bool = True,
-                       track_running_stats: bool = True) -> MobileNetSupernet:
+    def build_supernet(self, *, width_divisor: int = 1, affine: bool | None = None,
+                       track_running_stats: bool | None = None) -> MobileNetSupernet:
+        recal = self.supernet_bn == "recalibrated"
         return MobileNetSupernet(in_channels=self.in_channels, num_classes=self.num_classes,
                                  width_mult=self.width_mult,
-                                 width_divisor=self._divisor(width_divisor), affine=affine,
-                                 track_running_stats=track_running_stats)
+                                 width_divisor=self._divisor(width_divisor),
+                                 affine=recal if affine is None else affine,
+                                 track_running_stats=recal if track_running_stats is None
+                                 else track_running_stats, width_division=self.width_division)
 
     def describe(self) -> dict:
         return {"name": self.name, "num_classes": self.num_classes,
                 "input_size": self.input_size, "in_channels": self.in_channels,
-                "width_mult": self.width_mult, "channels": self.channels()}
+                "width_mult": self.width_mult, "width_division": self.width_division,
+                "supernet_bn": self.supernet_bn, "channels": self.channels()}
 
 
-@register_space("mobilenet")
-def mobilenet(**kwargs) -> MobileNetSpace:
-    return MobileNetSpace(**kwargs)
+register_space("mobilenet")(MobileNetSpace)  # the class itself, so its keyword options are checkable

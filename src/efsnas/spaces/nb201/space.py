@@ -142,6 +142,4 @@ class NB201Space(EvolutionMixin, SearchSpace):
                 "num_classes": self.num_classes, "input_size": self.input_size}
 
 
-@register_space("nb201")
-def nb201(**kwargs) -> NB201Space:
-    return NB201Space(**kwargs)
+register_space("nb201")(NB201Space)  # the class itself, so its keyword options are checkable
