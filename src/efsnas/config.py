@@ -127,6 +127,19 @@ class RetrainConfig(_Strict):
     max_train: int | None = Field(None, ge=1, description="training images used")
 
 
+class VerifyConfig(_Strict):
+    """`efsnas run` ends by retraining the found subnet beside references at the same budget:
+    a few random valid subnets and the space's hand-designed one (`retrain` recipe, with the
+    epochs and training images given here)."""
+
+    enabled: bool = True
+    random_subnets: int = Field(3, ge=0, description="random valid subnets retrained beside it")
+    reference: bool = Field(True, description="also retrain the space's hand-designed subnet")
+    seeds: int = Field(1, ge=1, description="trainings per subnet")
+    epochs: int | None = Field(None, ge=1, description="default: retrain.epochs")
+    max_train: int | None = Field(None, ge=1, description="default: retrain.max_train")
+
+
 class RunConfig(_Strict):
     space: SpaceConfig = SpaceConfig()
     split: SplitConfig = SplitConfig()
@@ -135,6 +148,7 @@ class RunConfig(_Strict):
     eval: EvalConfig = EvalConfig()
     search: SearchConfig = SearchConfig()
     retrain: RetrainConfig = RetrainConfig()
+    verify: VerifyConfig = VerifyConfig()
     out: str = "runs/default"
 
     @model_validator(mode="after")
@@ -149,7 +163,7 @@ class RunConfig(_Strict):
     def training_identity(self) -> dict:
         """What a checkpoint must match to be resumed (not the search or output settings)."""
         d = self.model_dump()
-        for key in ("search", "eval", "retrain", "out"):
+        for key in ("search", "eval", "retrain", "verify", "out"):
             d.pop(key)
         for key in ("epochs", "device", "tensorboard", "progress"):
             d["train"].pop(key)

@@ -284,7 +284,7 @@ def search(st: Setup, scorer, *, truth: dict[str, float] | None = None, log_fn=p
     rank = _truth_ranks(truth) if truth else {}
     top = []
     for c in result.top:
-        rec = describe_subnet(st.space, c.subnet, predicted_top1=c.score,
+        rec = describe_subnet(st.space, c.subnet, supernet_estimate=c.score,
                               subspace=st.split.subspaces[st.split.route(c.subnet)].name)
         if truth and c.text in truth:
             rec.update(true_accuracy=truth[c.text], true_rank=rank[c.text])

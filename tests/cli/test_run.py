@@ -23,9 +23,9 @@ def test_run_writes_a_consistent_result(tiny_run):
     assert space.is_valid(cell)
     assert best["flops"] == space.flops(cell) and best["params"] == space.params(cell)
     assert best["nonlinearity_count"] == space.nonlinearity_count(cell)
-    assert 0 <= best["predicted_top1"] <= 100
-    scores = [t["predicted_top1"] for t in result["top"]]
-    assert scores == sorted(scores, reverse=True) and scores[0] == best["predicted_top1"]
+    assert 0 <= best["supernet_estimate"] <= 100
+    scores = [t["supernet_estimate"] for t in result["top"]]
+    assert scores == sorted(scores, reverse=True) and scores[0] == best["supernet_estimate"]
     for name in ("config.yaml", "metrics.jsonl", "checkpoint.pt"):
         assert (tiny_run / name).exists()
     assert "scikit-learn digits" in result["data"]
@@ -40,12 +40,38 @@ def test_predicted_accuracy_is_recomputable(tiny_run, tmp_path):
     assert main(["evaluate", str(tiny_run), "--cells", str(cells), "--output", str(out),
                  "--no-progress"]) == 0
     scores = json.loads(out.read_text())["scores"]
-    assert scores[result["best"]["cell"]] == pytest.approx(result["best"]["predicted_top1"])
+    assert scores[result["best"]["cell"]] == pytest.approx(result["best"]["supernet_estimate"])
 
 
 def test_rerun_resumes_instead_of_retraining(tiny_run, capsys):
     assert main(["run", "--preset", "tiny", "--out", str(tiny_run)]) == 0
-    assert "already trained" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "already trained" in out and "retrained found" not in out  # verification reused
+
+
+def test_run_ends_with_a_verified_answer(tiny_run):
+    result = json.loads((tiny_run / "result.json").read_text())
+    v = result["verification"]
+    space = create_space("nb201", C=8, N=1, in_channels=1, num_classes=10, input_size=8)
+    roles = [r["role"] for r in v["rows"]]
+    assert roles[0] == "found" and roles.count("random") == 2
+    assert v["rows"][0]["cell"] == result["best"]["cell"]
+    ref = space.format(space.reference_subnet())
+    assert ("reference" in roles) == (space.canonical(space.reference_subnet())
+                                      != space.canonical(space.parse(result["best"]["cell"])))
+    assert all(r["cell"] != ref for r in v["rows"] if r["role"] == "random")
+    randoms = [r["retrained_test_accuracy"]["mean"] for r in v["rows"] if r["role"] == "random"]
+    assert v["random_median"] == pytest.approx(sum(randoms) / 2)
+    assert v["found"] == v["rows"][0]["retrained_test_accuracy"]["mean"]
+    assert v["beats_random_median"] == (v["found"] > v["random_median"])
+    for r in v["rows"]:
+        cell = space.parse(r["cell"])
+        assert r["flops"] == space.flops(cell) and r["nonlinearity_count"] == (
+            space.nonlinearity_count(cell))
+        # one seed: no std, and the single run is the mean
+        assert r["retrained_test_accuracy"]["std"] is None
+        assert r["retrained_test_accuracy"]["runs"] == [r["retrained_test_accuracy"]["mean"]]
+    assert "| found |" in (tiny_run / "verify.md").read_text()
 
 
 def test_search_with_flops_limit_and_ground_truth(tiny_run, tmp_path):

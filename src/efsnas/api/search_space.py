@@ -129,6 +129,11 @@ class SearchSpace(ABC):
         """Uniform over the product of choices, before validity."""
         return tuple(rng.randrange(n) for n in self.choices)
 
+    def reference_subnet(self) -> Subnet | None:
+        """A fixed hand-designed subnet that a search result is checked against (None: the
+        space has none)."""
+        return None
+
     # ---- the splitting criterion and costs --------------------------------------------------
     @abstractmethod
     def nonlinearity_count(self, subnet: Subnet) -> int:

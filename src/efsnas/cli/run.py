@@ -52,8 +52,54 @@ def run(args: argparse.Namespace) -> int:
         "train": train_summary, "search_seconds": time.time() - t1,
         "total_seconds": time.time() - t0, "run_dir": str(st.run_dir),
     })
-    write_json_atomic(st.run_dir / "result.json", result)
     print_best(result)
+    if result["best"] is not None:
+        _warn_if_degenerate(st.space, st.space.parse(result["best"]["cell"]))
+        if cfg.verify.enabled:
+            result["verification"] = _verify(st, scorer, result["best"])
+    result["total_seconds"] = time.time() - t0
+    write_json_atomic(st.run_dir / "result.json", result)
     print(f"results in {st.run_dir}/ (result.json, config.yaml, metrics.jsonl, checkpoint.pt); "
           f"{result['total_seconds']:.0f}s")
     return 0
+
+
+def _warn_if_degenerate(space, subnet) -> None:
+    canon = space.canonical(subnet)
+    if canon != tuple(subnet):
+        print(f"warning: some choices of the best subnet have no effect (dead edges or layers); "
+              f"it computes the same function as {space.format(canon)}")
+    if space.nonlinearity_count(subnet) == 0:
+        print("warning: the best subnet has no nonlinear function on any path")
+
+
+def _verify(st, scorer, best: dict) -> dict:
+    """Retrain the found subnet and the references at the verification budget (resumable)."""
+    from efsnas import pipeline
+    from efsnas import verify as V
+
+    v, cfg = st.cfg.verify, st.cfg
+    recipe = cfg.retrain.model_copy(update={
+        k: getattr(v, k) for k in ("epochs", "max_train") if getattr(v, k) is not None})
+    vcfg = cfg.model_copy(update={"retrain": recipe})
+    rows = V.pick_subnets(st.space, st.space.parse(best["cell"]), random_subnets=v.random_subnets,
+                          reference=v.reference, seed=cfg.search.seed + 1)
+    print(f"verifying: retraining the found subnet and {len(rows) - 1} reference(s), "
+          f"{recipe.epochs} epochs each, {v.seeds} seed(s)")
+
+    def describe(subnet):
+        k = st.split.route(subnet)
+        return pipeline.describe_subnet(st.space, subnet, subspace=st.split.subspaces[k].name,
+                                        supernet_estimate=scorer.score([subnet])[0])
+
+    def train_one(subnet, seed):
+        return pipeline.retrain_subnet(vcfg, st.space, st.data, subnet, seed=seed,
+                                       device=st.device)
+
+    identity = {"retrain": recipe.model_dump(), "verify": v.model_dump(),
+                "data": cfg.data.model_dump(), "space": cfg.space.model_dump()}
+    out = V.verify(rows, train_one, seeds=[cfg.train.seed + i for i in range(v.seeds)],
+                   describe=describe, path=st.run_dir / "verify.json", identity=identity)
+    print(V.format_table(out))
+    (st.run_dir / "verify.md").write_text(V.format_table(out, markdown=True) + "\n")
+    return out

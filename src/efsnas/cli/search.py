@@ -55,7 +55,8 @@ def print_best(result: dict) -> None:
     if b is None:
         print("no candidate satisfied the limits")
         return
-    line = (f"best: {b['cell']}\n  predicted top-1 {b['predicted_top1']:.2f}%, "
+    line = (f"best: {b['cell']}\n  supernet estimate (held-out top-1 with shared weights) "
+            f"{b['supernet_estimate']:.2f}%, "
             f"{b['flops'] / 1e6:.2f} MFLOPs, {b['params'] / 1e6:.3f} M params, "
             f"nonlinearity count {b['nonlinearity_count']} ({b['subspace']})")
     if "true_accuracy" in b:

@@ -74,6 +74,9 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
     def is_valid(self, subnet: Subnet) -> bool:
         return E.is_valid(subnet)
 
+    def reference_subnet(self) -> Subnet:
+        return self.parse("-".join(["k3e6"] * E.NUM_LAYERS))  # MobileNetV2-like, no skips
+
     # sampling: draw valid subnets directly (uniform over valid ones, as rejection would be)
     def sample_valid(self, rng: random.Random) -> Subnet:
         return tuple(rng.randrange(E.NUM_CHOICES if i not in E.STAGE_FIRST else E.SKIP)

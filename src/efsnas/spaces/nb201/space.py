@@ -48,6 +48,9 @@ class NB201Space(EvolutionMixin, SearchSpace):
     def canonical(self, subnet: Subnet) -> Subnet:
         return C_.canonical_cell(subnet)
 
+    def reference_subnet(self) -> Subnet:
+        return (C_.OPS.index("nor_conv_3x3"),) * len(C_.EDGES)  # the all-3x3-convolution cell
+
     # counting
     def nonlinearity_count(self, subnet: Subnet) -> int:
         return C_.nonlinearity_count(subnet)
