@@ -124,15 +124,14 @@ def train_variant(cfg: RunConfig, v: Variant, data, space, device, run_dir: Path
     stages = _Stages(cfg, data, space, device, run_dir, log)
     split_seconds = 0.0
     if v.criterion == "fsnas":
-        warm = min(cfg.split.gm_warmup_epochs[0], t.epochs - 1) if cfg.split.fsnas_transfer else 0
-        if warm > 0:
-            one = FewShotSupernets(create_criterion("oneshot").split(space))
-            stages.train(one, stage=0, start=0, until=warm, sampler="uniform")
-        nets = FewShotSupernets(create_criterion("fsnas", position=cfg.split.fsnas_position)
-                                .split(space))
-        if warm > 0:
-            for k in range(len(nets)):
-                nets.supernet(k).load_state_dict(one.supernet(0).state_dict())
+        nets = FewShotSupernets(pipeline.build_split(cfg, space))
+        warm = pipeline.transfer_warmup_epochs(cfg)
+        if warm:
+            t0 = time.time()
+            pipeline.warm_up_from_oneshot(cfg, nets, data, run_dir / "stage0", device,
+                                          epochs=warm, channels_last=stages.channels_last,
+                                          log_fn=log)
+            stages.train_seconds += time.time() - t0
         nets = stages.train(nets, stage=1, start=warm, until=t.epochs, sampler=v.sampler)
     elif v.criterion == "gmnas":
         from efsnas.split.gmnas import GMNASSplit, split_each

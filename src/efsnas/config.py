@@ -42,6 +42,9 @@ class SplitConfig(_Strict):
         "authors' 15/20 at N=5)")
     fsnas_position: int = Field(0, ge=0)
     fsnas_transfer: bool = Field(False, description="initialise FS-NAS supernets from one-shot")
+    fsnas_warmup_epochs: int = Field(
+        15, ge=1, description="FS-NAS transfer: epochs of one-shot training before the split "
+        "(capped at train.epochs - 1); the schedule spans all train.epochs")
     gm_warmup_epochs: list[int] = Field(default_factory=lambda: [15, 30])
     gm_groups: int = Field(2, ge=2)
     gm_samples: int = Field(4, ge=1, description="subnets per operation for each gradient")
@@ -167,6 +170,11 @@ class RunConfig(_Strict):
             d.pop(key)
         for key in ("epochs", "device", "tensorboard", "progress"):
             d["train"].pop(key)
+        # settings of the criteria this run does not use
+        for key in list(d["split"]):
+            if (key.startswith("fsnas_") and self.split.criterion != "fsnas"
+                    or key.startswith("gm_") and self.split.criterion != "gmnas"):
+                d["split"].pop(key)
         return d
 
 

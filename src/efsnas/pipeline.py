@@ -150,10 +150,43 @@ def make_trainer(st: Setup) -> SupernetTrainer:
                          channels_last=st.channels_last, dist=st.dist)
 
 
+def transfer_warmup_epochs(cfg: RunConfig) -> int:
+    """Epochs of one-shot warm-up an FS-NAS run with transfer starts from (0: none)."""
+    if cfg.split.criterion != "fsnas" or not cfg.split.fsnas_transfer:
+        return 0
+    return max(0, min(cfg.split.fsnas_warmup_epochs, cfg.train.epochs - 1))
+
+
+def warm_up_from_oneshot(cfg: RunConfig, supernets: FewShotSupernets, data, run_dir: Path,
+                         device: torch.device, *, epochs: int, channels_last: bool = False,
+                         dist: DistContext | None = None, log_fn=print) -> None:
+    """FS-NAS transfer: train a one-shot supernet (its own resumable folder `run_dir`) for
+    `epochs` of the full cosine schedule, then copy its weights into every supernet."""
+    one = FewShotSupernets(create_criterion(
+        "oneshot", width_divisor=supernets.split.width_divisor).split(supernets.space))
+    identity = {**cfg.training_identity(), "stage": "one-shot warm-up"}
+    trainer = build_trainer(cfg, one, data, run_dir, device, sampler="uniform",
+                            identity=identity, channels_last=channels_last, tensorboard=False,
+                            dist=dist)
+    trainer.resume()
+    if trainer.epoch < epochs:
+        log_fn(f"FS-NAS transfer: one-shot warm-up for {epochs} epoch(s) in {run_dir}")
+        trainer.fit(log=log_fn, until=epochs)
+    state = one.supernet(0).state_dict()
+    for k in range(len(supernets)):
+        supernets.supernet(k).load_state_dict(state)
+
+
 def train(st: Setup, *, log_fn=print) -> dict:
     """Train the supernets of the run (resuming from its checkpoint); returns a summary."""
     trainer = make_trainer(st)
     resumed = trainer.resume()
+    warm = transfer_warmup_epochs(st.cfg)
+    if not resumed and warm:
+        warm_up_from_oneshot(st.cfg, st.supernets, st.data, st.run_dir / "warmup", st.device,
+                             epochs=warm, channels_last=st.channels_last, dist=st.dist,
+                             log_fn=log_fn if st.dist.is_main else (lambda *a: None))
+        trainer.epoch = warm  # the split supernets continue the one schedule
     if resumed and st.dist.is_main:
         log_fn(f"resuming from {trainer.checkpoint_path}: {trainer.epoch} epoch(s) and "
                f"{trainer.batch_in_epoch} step(s) done")
