@@ -10,6 +10,8 @@ contiguous inputs, affine or running-statistics batch norm).
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -149,3 +151,34 @@ class AvgPool3x3(nn.AvgPool2d):
         if not _cpu_channels_last(x) or x.shape[-2] * x.shape[-1] < 256:
             return super().forward(x)
         return _BoxMean3x3.apply(x, self._reciprocal(x))
+
+
+def to_plain(net: nn.Module) -> nn.Module:
+    """A copy of `net` with the fast-path layers above swapped for PyTorch's own (state copied).
+
+    The fast paths call autograd Functions and `super().forward`, which torch.jit.script and
+    the ONNX exporter cannot follow; the plain layers compute the same function.
+    """
+    net = copy.deepcopy(net)
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            plain = _plain_layer(child)
+            if plain is not None:
+                setattr(parent, name, plain)
+    return net
+
+
+def _plain_layer(m: nn.Module) -> nn.Module | None:
+    if isinstance(m, BatchNorm2d):
+        plain: nn.Module = nn.BatchNorm2d(m.num_features, eps=m.eps, momentum=m.momentum,
+                                          affine=m.affine,
+                                          track_running_stats=m.track_running_stats)
+        like = next((t for t in m.state_dict().values() if t.is_floating_point()), None)
+        if like is not None:  # keep the original's device and dtype
+            plain.to(device=like.device, dtype=like.dtype)
+        plain.load_state_dict(m.state_dict())
+    elif isinstance(m, AvgPool3x3):
+        plain = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+    else:
+        return None
+    return plain.train(m.training)

@@ -265,8 +265,10 @@ def open_run(run_dir: str | Path, *, overrides: list[str] | None = None) -> Setu
 
 
 def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: int,
-                   device: torch.device, progress: bool = False) -> dict:
-    """Train `subnet` stand-alone with the retrain recipe; test (or held-out) top-1."""
+                   device: torch.device, progress: bool = False,
+                   weights: str | Path | None = None) -> dict:
+    """Train `subnet` stand-alone with the retrain recipe; test (or held-out) top-1. With
+    `weights`, the trained network's state_dict is saved there (efsnas.export.save_weights)."""
     from efsnas.train.standalone import accuracy, train_network
 
     r = cfg.retrain
@@ -286,6 +288,10 @@ def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: in
     evaluated = data.test if data.test is not None else data.heldout
     batches = evaluated.fixed_batches(cfg.eval.batch_size, device=device, channels_last=cl)
     top1, loss = accuracy(net, batches, autocast=autocast)
+    if weights is not None:
+        from efsnas.export import save_weights
+
+        save_weights(net, weights)
     return {**describe_subnet(space, subnet), "seed": seed, "top1": top1, "loss": loss,
             "evaluated_on": "test" if data.test is not None else "heldout",
             "images": len(evaluated), **summary}

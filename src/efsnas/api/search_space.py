@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from efsnas.errors import UsageError
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from torch import nn
 
     from efsnas.api.supernet import Supernet
@@ -170,9 +171,22 @@ class SearchSpace(ABC):
     def build_supernet(self, *, width_divisor: int = 1, **kwargs) -> Supernet:
         """Weight-sharing network holding every choice; forward takes the subnet to run."""
 
+    def scriptable(self, net: nn.Module) -> nn.Module:
+        """The stand-alone `net` (from build_network) as a module torch.jit.script accepts, with
+        the same weights and the same function. Default: the network itself."""
+        return net
+
     def describe(self) -> dict:
         """Macro hyper-parameters, JSON-ready (used to check that checkpoints match)."""
         return {"name": self.name}
+
+    # ---- pictures ---------------------------------------------------------------------------
+    # Figure size (inches) that suits `draw`; efsnas.draw sets the figure up with it.
+    drawing_size: tuple[float, float] = (6.0, 4.0)
+
+    def draw(self, subnet: Subnet, ax: Axes) -> None:
+        """Draw the subnet's architecture on a matplotlib Axes (efsnas.draw.draw_subnet)."""
+        raise UsageError(f"the {self.name} space cannot draw its subnets")
 
 
 class EvolutionMixin:

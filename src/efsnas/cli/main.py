@@ -14,7 +14,7 @@ from efsnas.errors import EfsnasError
 
 # Order is the order of `efsnas --help`; modules are imported only when present.
 COMMANDS = ["run", "space", "train", "evaluate", "correlate", "search", "retrain", "groundtruth",
-            "compare"]
+            "compare", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:

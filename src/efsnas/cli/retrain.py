@@ -26,6 +26,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from efsnas import pipeline
     from efsnas.config import load_run_config
+    from efsnas.export import retrained_path
     from efsnas.train.distributed import init_distributed
 
     if args.run:
@@ -46,14 +47,18 @@ def run(args: argparse.Namespace) -> int:
     subnet = space.parse(text)
     if not space.is_valid(subnet):
         raise UsageError(f"{text} is not a valid {space.name} subnet (e.g. disconnected)")
-    runs = [pipeline.retrain_subnet(cfg, space, ds, subnet, seed=cfg.train.seed + i,
-                                    device=device, progress=cfg.train.progress)
-            for i in range(args.seeds)]
+    seeds = [cfg.train.seed + i for i in range(args.seeds)]
+    weights = [retrained_path(out_dir, space, subnet, seed=s) for s in seeds]
+    runs = [pipeline.retrain_subnet(cfg, space, ds, subnet, seed=s, device=device,
+                                    progress=cfg.train.progress, weights=w)
+            for s, w in zip(seeds, weights)]
+    for r, w in zip(runs, weights):
+        r["weights"] = str(w)
     mean = sum(r["top1"] for r in runs) / len(runs)
     out = {"cell": space.format(subnet), "top1_mean": mean, "runs": runs,
            "recipe": cfg.retrain.model_dump(), "data": ds.description}
     write_json_atomic(out_dir / "retrain.json", out)
     print(f"{space.format(subnet)}: top-1 {mean:.2f}% on {runs[0]['evaluated_on']} "
           f"({len(runs)} seed(s)); FLOPs {runs[0]['flops']:,}, params {runs[0]['params']:,}")
-    print(f"written: {out_dir / 'retrain.json'}")
+    print(f"written: {out_dir / 'retrain.json'}; weights: {', '.join(map(str, weights))}")
     return 0

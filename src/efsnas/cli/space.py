@@ -7,6 +7,7 @@ import json
 from collections import Counter, defaultdict
 
 from efsnas.cli.common import add_space_args, space_kwargs, write_json_atomic
+from efsnas.errors import UsageError
 from efsnas.registry import create_criterion, create_space, list_spaces
 
 
@@ -25,8 +26,27 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="write every cell listed by its count (keys: counts, values: sorted cells)")
     p.add_argument("--samples", type=int, default=20000,
                    help="subnets sampled for spaces too large to enumerate (default 20000)")
+    p.add_argument("--draw", metavar="CELL", help="draw this subnet to --out instead of "
+                                                  "summarising the space")
+    p.add_argument("--out", metavar="FILE", help="picture file for --draw; the suffix gives the "
+                                                 "format (.png, .svg, .pdf)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out FILE")
     add_space_args(p)
     return p
+
+
+def draw(space, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from efsnas.draw import draw_subnet
+
+    if not args.out:
+        raise UsageError("--draw needs --out FILE (.png, .svg or .pdf)")
+    if Path(args.out).exists() and not args.force:
+        raise UsageError(f"{args.out} exists; add --force to overwrite it")
+    draw_subnet(space, args.draw, args.out)
+    print(f"written: {args.out}")
+    return 0
 
 
 def summarise(space, split, *, samples: int = 20000) -> dict:
@@ -60,6 +80,10 @@ def summarise(space, split, *, samples: int = 20000) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     space = create_space(args.space, **space_kwargs(args))
+    if args.draw is not None:
+        return draw(space, args)
+    if args.out:
+        raise UsageError("--out goes with --draw CELL")
     kw = {"groups": args.groups} if args.groups and args.criterion == "nonlinearity" else {}
     split = create_criterion(args.criterion, **kw).split(space)
     summary = summarise(space, split, samples=args.samples)

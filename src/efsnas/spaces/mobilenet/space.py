@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from efsnas.api.search_space import EvolutionMixin, SearchSpace, Subnet
 from efsnas.errors import UsageError
 from efsnas.registry import register_space
 from efsnas.spaces.mobilenet import encoding as E
 from efsnas.spaces.mobilenet.network import MobileNetNetwork, MobileNetSupernet
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from torch import nn
 
 
 def _out(h: int, stride: int) -> int:
@@ -177,6 +182,19 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
                                  affine=recal if affine is None else affine,
                                  track_running_stats=recal if track_running_stats is None
                                  else track_running_stats, width_division=self.width_division)
+
+    def scriptable(self, net: MobileNetNetwork) -> nn.Module:
+        from efsnas.spaces.mobilenet.scriptable import ScriptableMobileNet
+
+        return ScriptableMobileNet(net)
+
+    # pictures
+    drawing_size = (13.0, 2.6)
+
+    def draw(self, subnet: Subnet, ax: Axes) -> None:
+        from efsnas.spaces.mobilenet.draw import draw_layers
+
+        draw_layers(self.check(subnet), ax, stage_channels=self.channels()["stages"])
 
     def describe(self) -> dict:
         return {"name": self.name, "num_classes": self.num_classes,

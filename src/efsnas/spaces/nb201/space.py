@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from efsnas.api.search_space import EvolutionMixin, SearchSpace, Subnet
 from efsnas.errors import UsageError
 from efsnas.registry import register_space
 from efsnas.spaces.nb201 import cell as C_
 from efsnas.spaces.nb201.network import NB201Network, NB201Supernet
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from torch import nn
 
 
 class NB201Space(EvolutionMixin, SearchSpace):
@@ -139,6 +145,19 @@ class NB201Space(EvolutionMixin, SearchSpace):
                               in_channels=self.in_channels, num_classes=self.num_classes,
                               sharing=sharing, subspaces=subspaces, route=route,
                               thresholds=thresholds)
+
+    def scriptable(self, net: NB201Network) -> nn.Module:
+        from efsnas.spaces.nb201.scriptable import ScriptableNB201
+
+        return ScriptableNB201(net)
+
+    # pictures
+    drawing_size = (6.0, 3.4)
+
+    def draw(self, subnet: Subnet, ax: Axes) -> None:
+        from efsnas.spaces.nb201.draw import draw_cell
+
+        draw_cell(self.check(subnet), ax)
 
     def describe(self) -> dict:
         return {"name": self.name, "C": self.C, "N": self.N, "in_channels": self.in_channels,
