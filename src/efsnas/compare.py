@@ -22,7 +22,6 @@ from efsnas.config import RunConfig, merge_dicts, parse_override, validate_confi
 from efsnas.errors import UsageError
 from efsnas.evaluate.plots import save_figure
 from efsnas.fileio import write_json_atomic
-from efsnas.registry import create_criterion
 from efsnas.supernets import FewShotSupernets
 from efsnas.train.step import channels_last_for
 

@@ -26,7 +26,8 @@ def test_run_writes_a_consistent_result(tiny_run):
     assert 0 <= best["supernet_estimate"] <= 100
     scores = [t["supernet_estimate"] for t in result["top"]]
     assert scores == sorted(scores, reverse=True) and scores[0] == best["supernet_estimate"]
-    for name in ("config.yaml", "metrics.jsonl", "checkpoint.pt"):
+    for name in ("config.yaml", "metrics.jsonl", "checkpoint.pt", "best_cell.png",
+                 "best_cell.svg"):
         assert (tiny_run / name).exists()
     assert "scikit-learn digits" in result["data"]
 

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     print_best(result)
     if result["best"] is not None:
         _warn_if_degenerate(st.space, st.space.parse(result["best"]["cell"]))
+        _draw_best(st, result["best"])
         if cfg.verify.enabled:
             result["verification"] = _verify(st, scorer, result["best"])
     result["total_seconds"] = time.time() - t0
@@ -71,6 +72,21 @@ def _warn_if_degenerate(space, subnet) -> None:
               f"it computes the same function as {space.format(canon)}")
     if space.nonlinearity_count(subnet) == 0:
         print("warning: the best subnet has no nonlinear function on any path")
+
+
+def _draw_best(st, best: dict) -> None:
+    """best_cell.png and .svg in the run folder, where the space can draw its subnets."""
+    from efsnas.draw import draw_subnet
+    from efsnas.errors import UsageError
+
+    title = (f"best {st.space.name} subnet of {st.run_dir.name}: supernet estimate "
+             f"{best['supernet_estimate']:.2f}%, {best['flops'] / 1e6:.2f} MFLOPs")
+    try:
+        for suffix in ("png", "svg"):
+            draw_subnet(st.space, st.space.parse(best["cell"]), st.run_dir / f"best_cell.{suffix}",
+                        title=title)
+    except UsageError as e:  # a plug-in space without a drawing
+        print(f"note: no picture of the best subnet ({e})")
 
 
 def _verify(st, scorer, best: dict) -> dict:
