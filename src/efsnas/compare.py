@@ -60,7 +60,35 @@ def parse_variant(text: str) -> tuple[str, Variant]:
     return name.strip(), Variant(v.criterion, v.sampler, label, tuple(sets))
 
 
-def variant_config(base: RunConfig, variant: Variant, seed: int, out: Path) -> RunConfig:
+BUDGETS = ("equal", "published")
+
+
+def published_schedule(cfg: RunConfig, space) -> dict:
+    """Train settings for "published" budgets: after a split, each phase is lengthened by the
+    number of supernets, so that every sub-supernet gets as many updates as the whole schedule
+    gives one supernet (the FS-NAS and GM-NAS papers train each sub-supernet for the full
+    schedule). FS-NAS: the one-shot warm-up, then K=5 times the rest. GM-NAS: between split
+    points the phase grows by the supernets there (gm_groups ** splits done). Other criteria:
+    unchanged (this method's SBS already updates every supernet at every step)."""
+    t, sp = cfg.train, cfg.split
+    if sp.criterion == "fsnas":
+        warm = min(sp.fsnas_warmup_epochs, t.epochs - 1) if sp.fsnas_transfer else 0
+        k = space.choices[sp.fsnas_position]  # one supernet per choice at the split position
+        return {"train.epochs": warm + (t.epochs - warm) * k}
+    if sp.criterion == "gmnas":
+        points = [e for e in sp.gm_warmup_epochs if 0 < e < t.epochs]
+        new_points, pos, prev = [], 0, 0
+        for i, p in enumerate(points):
+            pos += (p - prev) * sp.gm_groups ** i
+            new_points.append(pos)
+            prev = p
+        total = pos + (t.epochs - prev) * sp.gm_groups ** len(points)
+        return {"train.epochs": total, "split.gm_warmup_epochs": new_points}
+    return {}
+
+
+def variant_config(base: RunConfig, variant: Variant, seed: int, out: Path, *,
+                   budget: str = "equal", space=None) -> RunConfig:
     d = base.model_dump()
     d["split"]["criterion"] = variant.criterion
     if variant.criterion != "nonlinearity":
@@ -71,7 +99,13 @@ def variant_config(base: RunConfig, variant: Variant, seed: int, out: Path) -> R
         d = merge_dicts(d, parse_override(item))
     d["train"]["seed"] = seed
     d["out"] = str(out)
-    return validate_config(d)
+    cfg = validate_config(d)
+    if budget == "published":
+        for key, value in published_schedule(cfg, space).items():
+            section, name = key.split(".")
+            d[section][name] = value
+        cfg = validate_config(d)
+    return cfg
 
 
 class _Stages:
@@ -173,6 +207,7 @@ def train_variant(cfg: RunConfig, v: Variant, data, space, device, run_dir: Path
         "supernets": len(nets), "parameters": sum(p.numel() for p in nets.parameters()),
         "steps": steps, "images_drawn": steps * t.batch_size,
         "subnet_images": steps * t.batch_size * per_step,
+        "subnet_passes": steps * per_step,  # forward/backward passes of one minibatch
     }
     return nets, cost
 
@@ -191,7 +226,7 @@ METRICS = [  # (key, header, format)
     ("calibration", "mean predicted / true per subspace", "{:.1f}"),
     ("best_rank", "GT rank of best", "{:.1f}"), ("train_seconds", "train s", "{:.0f}"),
     ("split_seconds", "split s", "{:.1f}"), ("parameters", "params", "{:,.0f}"),
-    ("subnet_images", "subnet-images", "{:,.0f}"),
+    ("subnet_passes", "subnet passes", "{:,.0f}"),
 ]
 
 
@@ -223,6 +258,9 @@ def summarise(record: dict, ranking: dict) -> dict:
         **{f"true_mean_{k}": v["true_mean"] for k, v in ranking.get("calibration", {}).items()},
         **{k: record[k] for k in ("train_seconds", "split_seconds", "parameters",
                                   "subnet_images", "images_drawn", "supernets")},
+        # (cost records written before subnet_passes existed: images per pass = batch size)
+        "subnet_passes": record.get("subnet_passes")
+        or record["subnet_images"] * record["steps"] // record["images_drawn"],
     }
 
 

@@ -107,3 +107,25 @@ def test_compare_variants_and_changed_settings(ground_truth, tmp_path, capsys):
     assert main([*args, "--set", "train.lr=0.2"]) == 2
     assert "other settings" in capsys.readouterr().err
     assert main(["compare", "--ground-truth", str(ground_truth), "--variant", "x:nope"]) == 2
+
+
+def test_published_budget_gives_every_sub_supernet_the_whole_schedule():
+    from efsnas import compare, create_space
+    from efsnas.config import load_config
+
+    space = create_space("nb201")
+    base = load_config(preset="tiny", overrides=["train.epochs=4", "split.fsnas_transfer=true",
+                                                 "split.fsnas_warmup_epochs=2",
+                                                 "split.gm_warmup_epochs=[1,2]"])
+    fs = compare.variant_config(base, compare.VARIANTS["fsnas"], 0, "x", budget="published",
+                                space=space)
+    assert fs.train.epochs == 2 + 2 * 5  # warm-up, then 5 supernets x the remaining 2 epochs
+    gm = compare.variant_config(base, compare.VARIANTS["gmnas"], 0, "x", budget="published",
+                                space=space)
+    # one-shot 1 epoch; 2 supernets x 1 epoch (split at 3); 4 supernets x 2 epochs
+    assert gm.train.epochs == 1 + 2 + 8 and gm.split.gm_warmup_epochs == [1, 3]
+    ours = compare.variant_config(base, compare.VARIANTS["nonlinearity"], 0, "x",
+                                  budget="published", space=space)
+    assert ours.train.epochs == 4
+    equal = compare.variant_config(base, compare.VARIANTS["fsnas"], 0, "x", space=space)
+    assert equal.train.epochs == 4

@@ -35,6 +35,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="an extra row: a built-in criterion with settings on top, e.g. "
                         "'separate:nonlinearity;split.structure=separate' (repeatable)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per criterion (default 3)")
+    p.add_argument("--budget", choices=["equal", "published"], default="equal",
+                   help="equal: every criterion trains the same epochs on the same minibatches; "
+                        "published: each criterion's own recipe (FS-NAS and GM-NAS train every "
+                        "sub-supernet for the whole schedule, so they run longer); the cost "
+                        "columns say what each row spent")
     add_config_args(p, default_preset="compare")
     return p
 
@@ -90,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         for seed in range(args.seeds):
             run_dir = out / name / f"seed{seed}"
             runs.setdefault(name, []).append(run_dir)
-            cfg = compare.variant_config(base, variants[name], base.train.seed + seed, run_dir)
+            cfg = compare.variant_config(base, variants[name], base.train.seed + seed, run_dir,
+                                         budget=args.budget, space=space)
             if _reusable(run_dir, cfg, cells, space, force=args.force):
                 continue
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -161,6 +167,7 @@ def _report(args, out: Path, names, runs: dict[str, list[Path]], data_desc: str,
     table = compare.markdown_table(agg)
     write_json_atomic(out / "compare.json", {
         "ground_truth": args.ground_truth, "cells": n_cells, "seeds": args.seeds,
+        "budget": args.budget,
         "data": data_desc, "config": base.model_dump(),
         "variants": {n: (labels or {}).get(n) for n in names}, "criteria": agg, "runs": rows})
     (out / "compare.md").write_text(table + "\n")
