@@ -67,6 +67,9 @@ class TrainConfig(_Strict):
     steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch")
     batch_size: int = Field(64, ge=1)
     lr: float = Field(0.025, gt=0)
+    lr_batch: int | None = Field(
+        None, ge=1, description="the global batch `lr` is given for; set, lr scales linearly to "
+        "batch_size x processes (torchrun)")
     lr_min: float = Field(0.001, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
@@ -119,6 +122,9 @@ class RetrainConfig(_Strict):
     epochs: int = Field(200, ge=1)
     batch_size: int = Field(256, ge=1)
     lr: float = Field(0.1, gt=0)
+    lr_batch: int | None = Field(
+        None, ge=1, description="the global batch `lr` is given for; set, lr scales linearly to "
+        "batch_size x processes (torchrun)")
     lr_min: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
@@ -141,6 +147,11 @@ class VerifyConfig(_Strict):
     seeds: int = Field(1, ge=1, description="trainings per subnet")
     epochs: int | None = Field(None, ge=1, description="default: retrain.epochs")
     max_train: int | None = Field(None, ge=1, description="default: retrain.max_train")
+
+
+def scaled_lr(lr: float, lr_batch: int | None, batch_size: int, world_size: int) -> float:
+    """The linear scaling rule: `lr` was set for a global batch of `lr_batch` images."""
+    return lr if lr_batch is None else lr * batch_size * world_size / lr_batch
 
 
 class RunConfig(_Strict):

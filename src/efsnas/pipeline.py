@@ -12,7 +12,7 @@ import torch
 
 from efsnas.api.search_space import SearchSpace
 from efsnas.api.split import Split
-from efsnas.config import RunConfig, dump_config
+from efsnas.config import RunConfig, dump_config, scaled_lr
 from efsnas.errors import UsageError
 from efsnas.registry import create_criterion, create_space
 from efsnas.sampling import create_sampler
@@ -131,10 +131,11 @@ def build_trainer(cfg: RunConfig, supernets: FewShotSupernets, data, run_dir: Pa
                   dist: DistContext | None = None) -> SupernetTrainer:
     """A trainer for `supernets` with the config's recipe (also used by staged criteria)."""
     t = cfg.train
+    scale = scaled_lr(1.0, t.lr_batch, t.batch_size, dist.world_size if dist else 1)
     return SupernetTrainer(
         supernets=supernets, sampler=create_sampler(sampler, supernets.split, seed=t.seed),
         data=data, run_dir=run_dir, identity=identity, epochs=t.epochs,
-        batch_size=t.batch_size, lr=t.lr, lr_min=t.lr_min, momentum=t.momentum,
+        batch_size=t.batch_size, lr=t.lr * scale, lr_min=t.lr_min * scale, momentum=t.momentum,
         nesterov=t.nesterov, weight_decay=t.weight_decay, wd_weights_only=t.wd_weights_only,
         label_smoothing=t.label_smoothing, grad_clip=t.grad_clip, zero_grad=t.zero_grad,
         seed=t.seed,
@@ -266,9 +267,10 @@ def open_run(run_dir: str | Path, *, overrides: list[str] | None = None) -> Setu
 
 def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: int,
                    device: torch.device, progress: bool = False,
-                   weights: str | Path | None = None) -> dict:
+                   weights: str | Path | None = None, dist: DistContext | None = None) -> dict:
     """Train `subnet` stand-alone with the retrain recipe; test (or held-out) top-1. With
-    `weights`, the trained network's state_dict is saved there (efsnas.export.save_weights)."""
+    `weights`, the trained network's state_dict is saved there (efsnas.export.save_weights).
+    Under torchrun (`dist`) every rank trains its share of each batch; all evaluate."""
     from efsnas.train.standalone import accuracy, train_network
 
     r = cfg.retrain
@@ -279,16 +281,18 @@ def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: in
         train_set = train_set.subset(range(r.max_train))
     autocast = lambda: autocast_for(device, cfg.train.amp, cfg.train.amp_dtype)  # noqa: E731
     cl = channels_last_for(cfg.train.channels_last, space, device)
+    scale = scaled_lr(1.0, r.lr_batch, r.batch_size, dist.world_size if dist else 1)
     summary = train_network(
-        net, train_set, epochs=r.epochs, batch_size=r.batch_size, lr=r.lr, lr_min=r.lr_min,
+        net, train_set, epochs=r.epochs, batch_size=r.batch_size, lr=r.lr * scale,
+        lr_min=r.lr_min * scale,
         momentum=r.momentum, nesterov=r.nesterov, weight_decay=r.weight_decay,
         wd_weights_only=r.wd_weights_only, label_smoothing=r.label_smoothing,
         grad_clip=r.grad_clip, augment=data.augment if cfg.data.augment else None, seed=seed,
-        device=device, autocast=autocast, channels_last=cl, progress=progress)
+        device=device, autocast=autocast, channels_last=cl, progress=progress, dist=dist)
     evaluated = data.test if data.test is not None else data.heldout
     batches = evaluated.fixed_batches(cfg.eval.batch_size, device=device, channels_last=cl)
     top1, loss = accuracy(net, batches, autocast=autocast)
-    if weights is not None:
+    if weights is not None and (dist is None or dist.is_main):
         from efsnas.export import save_weights
 
         save_weights(net, weights)

@@ -138,3 +138,24 @@ def test_bad_override_of_a_saved_run_is_a_one_line_error(tiny_run, capsys):
     assert main(["retrain", "--run", str(tiny_run), "--set", "retrain.epochs=0"]) == 2
     err = capsys.readouterr().err
     assert "retrain.epochs" in err and err.count("\n") == 1
+
+
+def test_missing_cuda_is_a_one_line_usage_error(capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["run", "--preset", "tiny", "--device", "cuda", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "CUDA is not available" in err and "\n" not in err and "Traceback" not in err
+
+
+def test_retrain_with_run_applies_its_flags(tiny_run, tmp_path):
+    out = tmp_path / "rt"
+    assert main(["retrain", "--run", str(tiny_run), "--epochs", "2", "--set",
+                 "retrain.batch_size=128", "--out", str(out)]) == 0
+    rec = json.loads((out / "retrain.json").read_text())
+    assert rec["recipe"]["epochs"] == 2 and rec["recipe"]["batch_size"] == 128
+    assert rec["runs"][0]["epochs"] == 2
+    assert main(["retrain", "--run", str(tiny_run), "--preset", "tiny"]) == 2
+    assert main(["retrain", "--run", str(tiny_run), "--seeds", "0"]) == 2

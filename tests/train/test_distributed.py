@@ -37,3 +37,23 @@ def test_efsnas_train_under_torchrun(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "run" / "checkpoint.pt").exists()
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 1
+
+
+@pytest.mark.slow
+def test_retrain_under_torchrun(tmp_path):
+    cell = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
+    r = _torchrun("-m", "efsnas", "retrain", cell, "--preset", "tiny", "--out", str(tmp_path),
+                  "--set", "retrain.epochs=1", "--set", "retrain.batch_size=32")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rec = json.loads((tmp_path / "retrain.json").read_text())
+    assert rec["cell"] == cell and len(rec["runs"]) == 1
+    assert Path(rec["runs"][0]["weights"]).exists()
+    assert r.stdout.count("top-1") == 1  # one report, from rank 0
+
+
+def test_lr_scales_with_the_global_batch():
+    from efsnas.config import scaled_lr
+
+    assert scaled_lr(0.5, 1024, 128, 8) == 0.5  # the authors' 8 x 128
+    assert scaled_lr(0.5, 1024, 128, 1) == 0.0625
+    assert scaled_lr(0.5, None, 128, 1) == 0.5

@@ -73,11 +73,18 @@ def add_config_args(p: argparse.ArgumentParser, *, default_preset: str = "defaul
 def config_from_args(args: argparse.Namespace):
     from efsnas.config import load_config
 
+    return load_config(preset=args.preset, path=args.config,
+                       overrides=shortcut_overrides(args) + args.set)
+
+
+def shortcut_overrides(args: argparse.Namespace, shortcuts: dict[str, str] | None = None
+                       ) -> list[str]:
+    """`--set` style overrides for the shortcut flags given (and --out)."""
     overrides = []
-    for flag, key in SHORTCUTS.items():
+    for flag, key in (shortcuts or SHORTCUTS).items():
         v = getattr(args, flag, None)
         if v is not None:
             overrides.append(f"{key}={v}")
     if getattr(args, "out", None):
         overrides.append(f"out={args.out}")
-    return load_config(preset=args.preset, path=args.config, overrides=overrides + args.set)
+    return overrides

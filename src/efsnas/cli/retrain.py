@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from efsnas.cli.common import add_config_args, config_from_args, read_json, write_json_atomic
+from efsnas.cli.common import add_config_args, read_json, write_json_atomic
 from efsnas.errors import UsageError
 
 
@@ -20,20 +20,29 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--run", metavar="RUN", help="run folder whose config and result to use")
     p.add_argument("--seeds", type=int, default=1, help="independent trainings (default 1)")
     add_config_args(p, default_preset="default")
+    p._option_string_actions["--epochs"].help = "retraining epochs (retrain.epochs)"
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from efsnas import pipeline
-    from efsnas.config import load_run_config
+    from efsnas.cli.common import SHORTCUTS, shortcut_overrides
+    from efsnas.config import load_config, load_run_config
     from efsnas.export import retrained_path
     from efsnas.train.distributed import init_distributed
 
+    if args.seeds < 1:
+        raise UsageError("--seeds must be at least 1")
+    shortcuts = {**SHORTCUTS, "epochs": "retrain.epochs"}  # here --epochs means retraining's
     if args.run:
-        cfg = load_run_config(args.run, args.set)
+        if args.config or args.preset != "default":
+            raise UsageError("--preset and --config do not apply with --run (the run folder's "
+                             "config is used); change settings with --set or the flags")
+        cfg = load_run_config(args.run, shortcut_overrides(args, shortcuts) + args.set)
         out_dir = Path(args.out or args.run)
     else:
-        cfg = config_from_args(args)
+        cfg = load_config(preset=args.preset, path=args.config,
+                          overrides=shortcut_overrides(args, shortcuts) + args.set)
         out_dir = Path(args.out or cfg.out)
     text = args.cell
     if text is None:
@@ -41,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("give a subnet to retrain, or --run RUN to retrain its best subnet")
         result = read_json(Path(args.run) / "result.json", "search result")
         text = result["best"]["cell"]
-    _, device = init_distributed(cfg.train.device)
+    dist, device = init_distributed(cfg.train.device)
     ds = pipeline.load_data_for(cfg)
     space = pipeline.build_space(cfg, ds)
     subnet = space.parse(text)
@@ -50,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
     seeds = [cfg.train.seed + i for i in range(args.seeds)]
     weights = [retrained_path(out_dir, space, subnet, seed=s) for s in seeds]
     runs = [pipeline.retrain_subnet(cfg, space, ds, subnet, seed=s, device=device,
-                                    progress=cfg.train.progress, weights=w)
+                                    progress=cfg.train.progress, weights=w, dist=dist)
             for s, w in zip(seeds, weights)]
+    if not dist.is_main:
+        return 0
     for r, w in zip(runs, weights):
         r["weights"] = str(w)
     mean = sum(r["top1"] for r in runs) / len(runs)

@@ -33,8 +33,12 @@ def train_network(net: nn.Module, train_set, *, epochs: int, batch_size: int, lr
                   label_smoothing: float = 0.0, grad_clip: float | None = 5.0,
                   augment: str | None = None, seed: int = 0, device: torch.device | str = "cpu",
                   autocast=contextlib.nullcontext, channels_last: bool = False,
-                  progress: bool = False) -> dict:
-    """Plain supervised training with SGD and a per-epoch cosine schedule; returns a summary."""
+                  progress: bool = False, dist=None) -> dict:
+    """Plain supervised training with SGD and a per-epoch cosine schedule; returns a summary.
+
+    Under torchrun (`dist` enabled) the network is wrapped in DistributedDataParallel and each
+    rank reads its own share of every epoch: `batch_size` is per process, as in the recipes.
+    """
     torch.manual_seed(seed)
     device = torch.device(device)
     net.to(device)
@@ -42,12 +46,19 @@ def train_network(net: nn.Module, train_set, *, epochs: int, batch_size: int, lr
         net.to(memory_format=torch.channels_last)
     opt = build_optimizer(net, lr=lr, momentum=momentum, nesterov=nesterov,
                           weight_decay=weight_decay, wd_weights_only=wd_weights_only)
+    rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
+    model = net
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
     t0, last_loss = time.time(), float("nan")
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=epochs, desc="retrain", leave=False, dynamic_ncols=True, disable=None)
+        bar = tqdm(total=epochs, desc="retrain", leave=False, dynamic_ncols=True,
+                   disable=None if rank == 0 else True)
     for epoch in range(epochs):
         for g in opt.param_groups:
             g["lr"] = lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
@@ -55,10 +66,10 @@ def train_network(net: nn.Module, train_set, *, epochs: int, batch_size: int, lr
         total, n = torch.zeros((), device=device), 0
         for x, y in train_set.batches(batch_size, shuffle=True, seed=seed, epoch=epoch,
                                       augment=augment, device=device, drop_last=True,
-                                      channels_last=channels_last):
+                                      rank=rank, world_size=world, channels_last=channels_last):
             opt.zero_grad(set_to_none=True)
             with autocast():
-                loss = F.cross_entropy(net(x), y, label_smoothing=label_smoothing)
+                loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
             loss.backward()
             if grad_clip:
                 nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
