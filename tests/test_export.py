@@ -167,7 +167,7 @@ def test_weights_are_named_by_index_or_by_text(tiny_space, mobilenet, tmp_path):
 @pytest.mark.parametrize("argv,needle", [
     (["export", "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|", "RUN", "--out", "NEW"],
      "unknown operation"),
-    (["export", NB201_CELLS[0], "/nonexistent-run", "--out", "NEW"], "not a run folder"),
+    (["export", NB201_CELLS[0], "MISSING", "--out", "NEW"], "not a run folder"),
     (["export", NB201_CELLS[0], "RUN", "--out", "OLD"], "--force"),
     (["export", NB201_CELLS[0], "RUN", "--out", "NEW", "--seed", "7"], "seed 7"),
     (["export", "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "RUN", "--out", "NEW"],
@@ -175,7 +175,8 @@ def test_weights_are_named_by_index_or_by_text(tiny_space, mobilenet, tmp_path):
 ])
 def test_bad_input_gives_one_line_and_exit_2(argv, needle, run_dir, tmp_path, capsys):
     (tmp_path / "old.pt").write_text("keep me")
-    subst = {"RUN": str(run_dir), "NEW": str(tmp_path / "new.pt"), "OLD": str(tmp_path / "old.pt")}
+    subst = {"RUN": str(run_dir), "NEW": str(tmp_path / "new.pt"), "OLD": str(tmp_path / "old.pt"),
+             "MISSING": str(tmp_path / "missing")}
     assert main([subst.get(a, a) for a in argv]) == 2
     err = capsys.readouterr().err
     assert needle.lower() in err.lower(), err

@@ -5,6 +5,7 @@ Library components take plain keyword arguments; only the CLI reads this object.
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -194,9 +195,26 @@ def list_presets() -> list[str]:
                   if p.name.endswith(".yaml"))
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with the 1.2 booleans only (true/false): `off`, `on`, `yes`, `no` stay strings, so
+    `channels_last: off` means the option "off" rather than False."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"))
+
+
+def load_yaml(text: str):
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def _read_yaml(text: str, where: str) -> dict:
     try:
-        data = yaml.safe_load(text) or {}
+        data = load_yaml(text) or {}
     except yaml.YAMLError as e:
         raise UsageError(f"{where} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
@@ -216,7 +234,11 @@ def parse_override(item: str) -> dict:
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise UsageError(f"bad override {item!r}: write SECTION.KEY=VALUE, e.g. train.epochs=3")
-    parsed = yaml.safe_load(value) if value else None
+    try:
+        parsed = load_yaml(value) if value else None
+    except yaml.YAMLError as e:
+        raise UsageError(f"bad override {item!r}: the value is not valid YAML "
+                         f"({str(e).splitlines()[0]})") from None
     out: dict[str, Any] = {}
     cur = out
     parts = key.strip().split(".")

@@ -12,7 +12,7 @@ import torch
 
 from efsnas.api.search_space import SearchSpace
 from efsnas.api.split import Split
-from efsnas.config import RunConfig, dump_config, scaled_lr
+from efsnas.config import RunConfig, dump_config, load_yaml, scaled_lr
 from efsnas.errors import UsageError
 from efsnas.registry import create_criterion, create_space
 from efsnas.sampling import create_sampler
@@ -95,10 +95,10 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, *, force: bool, is_main: bool
     """Create the run folder and write the resolved config; refuse to mix configurations."""
     cfg_path = run_dir / "config.yaml"
     if is_main:
-        if cfg_path.exists() and not force:
-            import yaml
-
-            old = RunConfig.model_validate(yaml.safe_load(cfg_path.read_text()))
+        # A folder whose run never reached its first checkpoint (a wrong data path, say) holds
+        # nothing to protect: a corrected command may take it over.
+        if cfg_path.exists() and not force and (run_dir / "checkpoint.pt").exists():
+            old = RunConfig.model_validate(load_yaml(cfg_path.read_text()))
             if old.training_identity() != cfg.training_identity():
                 raise UsageError(
                     f"{run_dir} holds a run with another configuration; choose another --out, "

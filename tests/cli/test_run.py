@@ -99,17 +99,19 @@ def test_retrain_the_found_cell(tiny_run, capsys):
     (["run", "--preset", "tiny", "--set", "train.epochs=0"], "train.epochs"),
     (["run", "--preset", "tiny", "--set", "train.bogus=1"], "train.bogus"),
     (["run", "--preset", "tiny", "--set", "novalue"], "SECTION.KEY=VALUE"),
-    (["run", "--config", "/nonexistent.yaml"], "does not exist"),
-    (["run", "--preset", "tiny", "--data", "cifar10", "--data-root", "/nonexistent"],
-     "/nonexistent does not exist"),
+    (["run", "--config", "MISSING"], "does not exist"),
+    (["run", "--preset", "tiny", "--data", "cifar10", "--data-root", "MISSING"],
+     "missing does not exist"),
     (["run", "--preset", "tiny", "--data", "cifar10", "--data-root", "EMPTY"], "data_batch_1"),
     (["run", "--preset", "tiny", "--data", "imagenet99"], "imagenet99"),
-    (["evaluate", "/nonexistent-run"], "not a run folder"),
+    (["evaluate", "MISSING"], "not a run folder"),
     (["retrain", "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|", "--preset", "tiny"],
      "unknown operation"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(argv, needle, capsys, tmp_path):
-    argv = [str(tmp_path) if a == "EMPTY" else a for a in argv]
+    # paths under tmp_path only: a global path could exist on some machine
+    places = {"EMPTY": str(tmp_path), "MISSING": str(tmp_path / "missing")}
+    argv = [places.get(a, a) for a in argv]
     if "--out" not in argv and argv[0] in ("run", "retrain"):
         argv = [*argv, "--out", str(tmp_path / "x")]
     assert main(argv) == 2
@@ -159,3 +161,12 @@ def test_retrain_with_run_applies_its_flags(tiny_run, tmp_path):
     assert rec["runs"][0]["epochs"] == 2
     assert main(["retrain", "--run", str(tiny_run), "--preset", "tiny"]) == 2
     assert main(["retrain", "--run", str(tiny_run), "--seeds", "0"]) == 2
+
+
+def test_a_run_that_failed_before_training_does_not_block_the_corrected_one(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    assert main(["run", "--preset", "tiny", "--data", "cifar10", "--data-root",
+                 str(tmp_path / "missing"), "--out", out]) == 2
+    assert main(["train", "--preset", "tiny", "--out", out, "--set",
+                 "train.channels_last=off"]) == 0
+    assert "channels_last: 'off'" in (tmp_path / "r" / "config.yaml").read_text()
