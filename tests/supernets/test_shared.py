@@ -101,3 +101,33 @@ def test_head_and_trunk_route_by_subspace():
             k = split.route(cell)
             assert net.copies_for(cell) == [min(k, stems - 1)] + [
                 k if kind == "cell" else min(k, stems - 1) for kind in net.kinds]
+
+
+@pytest.mark.parametrize("structure", ["shared_head", "shared_trunk"])
+def test_mobilenet_shared_ends_route_by_subspace_and_extract(structure):
+    space = create_space("mobilenet", width_mult=0.25, input_size=32, num_classes=10)
+    split = create_criterion("nonlinearity").split(space)
+    torch.manual_seed(0)
+    nets = FewShotSupernets(split, structure=structure)
+    sup = nets.supernet(0)
+    assert all(nets.supernet(k) is sup for k in range(len(split)))  # one module
+    x = torch.randn(2, 3, 32, 32)
+    import random
+
+    rng = random.Random(0)
+    subnets = [split.sample(k, rng) for k in (0, 3)]
+    nets.eval()
+    for s in subnets:
+        assert torch.allclose(nets.extract(s).eval()(x), nets(x, s), atol=1e-5)
+    # shared head: a change to the classifier moves every subspace; a change to subspace 3's
+    # own layers moves only subspace 3
+    with torch.no_grad():
+        before = [nets(x, s) for s in subnets]
+        for p in sup.layers[2].parameters():  # copies of subspace 3 (subspace 0 uses base)
+            p.add_(0.5)
+        after = [nets(x, s) for s in subnets]
+    assert torch.allclose(before[0], after[0]) and not torch.allclose(before[1], after[1])
+    shared_stem = structure == "shared_trunk"
+    assert (not hasattr(sup, "stems")) == shared_stem
+    with pytest.raises(Exception, match="no shared_prefix"):
+        FewShotSupernets(split, structure="shared_prefix")

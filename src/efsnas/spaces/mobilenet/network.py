@@ -91,6 +91,16 @@ class ChoiceLayer(nn.Module):
         return self.ops[TOKENS[choice]](x)
 
 
+def stem_and_first(plan: ChannelPlan, in_channels: int, affine: bool, track: bool
+                   ) -> tuple[nn.Module, nn.Module]:
+    """The fixed stem convolution and first block."""
+    stem = _conv_bn(in_channels, plan.stem, 3, 2, 1, affine, track, act=True)
+    # ProxylessNAS's first block has no shortcut, whatever the widths.
+    first = MBConv(plan.stem, plan.first, kernel=3, expand=1, stride=1, affine=affine,
+                   track=track, residual=False)
+    return stem, first
+
+
 class _Body(nn.Module):
     """Stem, fixed first MBConv, 21 searchable layers, head and classifier."""
 
@@ -98,10 +108,7 @@ class _Body(nn.Module):
                  choices_per_layer: Sequence[Iterable[int]], affine: bool, track: bool,
                  dropout: float = 0.0):
         super().__init__()
-        self.stem = _conv_bn(in_channels, plan.stem, 3, 2, 1, affine, track, act=True)
-        # ProxylessNAS's first block has no shortcut, whatever the widths.
-        self.first = MBConv(plan.stem, plan.first, kernel=3, expand=1, stride=1, affine=affine,
-                            track=track, residual=False)
+        self.stem, self.first = stem_and_first(plan, in_channels, affine, track)
         self.layers = nn.ModuleList(
             ChoiceLayer(lp, ch, affine, track)
             for lp, ch in zip(plan.layers, choices_per_layer, strict=True)

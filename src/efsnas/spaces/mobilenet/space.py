@@ -196,6 +196,22 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
 
         draw_layers(self.check(subnet), ax, stage_channels=self.channels()["stages"])
 
+    def build_shared_supernet(self, *, sharing: str, subspaces: int, route,
+                              width_divisor: int = 1, thresholds=None):
+        """K supernets in one module with the stem and head ("trunk") or the head shared
+        (`efsnas.spaces.mobilenet.shared`)."""
+        from efsnas.spaces.mobilenet.shared import SharedMobileNetSupernet
+
+        if sharing not in ("head", "trunk"):
+            raise UsageError(f"the mobilenet space has no shared_{sharing} structure; use "
+                             "separate, shared_head or shared_trunk")
+        recal = self.supernet_bn == "recalibrated"
+        return SharedMobileNetSupernet(
+            sharing=sharing, subspaces=subspaces, route=route, in_channels=self.in_channels,
+            num_classes=self.num_classes, width_mult=self.width_mult,
+            width_divisor=self._divisor(width_divisor), affine=recal,
+            track_running_stats=recal, width_division=self.width_division)
+
     def describe(self) -> dict:
         return {"name": self.name, "num_classes": self.num_classes,
                 "input_size": self.input_size, "in_channels": self.in_channels,
