@@ -31,9 +31,10 @@ class Interrupted(EfsnasError):
 
 class SupernetTrainer:
     def __init__(self, *, supernets: FewShotSupernets, sampler: SubnetSampler, data, run_dir: Path,
-                 identity: dict, epochs: int, batch_size: int, lr: float, lr_min: float,
-                 momentum: float, nesterov: bool, weight_decay: float, wd_weights_only: bool,
-                 label_smoothing: float, grad_clip: float | None, seed: int,
+                 identity: dict | None = None, epochs: int, batch_size: int = 64,
+                 lr: float = 0.025, lr_min: float = 0.001, momentum: float = 0.9,
+                 nesterov: bool = True, weight_decay: float = 5e-4, wd_weights_only: bool = False,
+                 label_smoothing: float = 0.0, grad_clip: float | None = None, seed: int = 0,
                  zero_grad: str = "set_to_none",
                  steps_per_epoch: int | None = None, device: torch.device | str = "cpu",
                  amp: bool = True, amp_dtype: str = "bfloat16", channels_last: bool = False,
@@ -45,7 +46,7 @@ class SupernetTrainer:
             self.supernets.to(memory_format=torch.channels_last)
         self.sampler, self.data, self.run_dir = sampler, data, Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.identity = identity
+        self.identity = identity if identity is not None else {}
         self.epochs, self.batch_size, self.steps_per_epoch = epochs, batch_size, steps_per_epoch
         self.lr, self.lr_min = lr, lr_min
         self.label_smoothing, self.grad_clip, self.seed = label_smoothing, grad_clip, seed
