@@ -19,3 +19,7 @@ class DataError(UsageError):
 
 class CheckpointError(UsageError):
     """A checkpoint is corrupted or belongs to another run."""
+
+
+class TrainingError(EfsnasError):
+    """Training cannot produce a usable result (no step taken, a non-finite loss)."""

@@ -35,3 +35,42 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None =
         f.write("\n")
 
     write_atomic(path, dump)
+
+
+class FolderLock:
+    """An exclusive lock on a run folder for as long as this process lives (or `release()`):
+    two commands writing the same folder at once would interleave epochs and results."""
+
+    _held: dict[str, IO] = {}
+
+    @classmethod
+    def acquire(cls, folder: str | os.PathLike) -> None:
+        import fcntl
+
+        from efsnas.errors import UsageError
+
+        folder = Path(folder)
+        key = str(folder.resolve())
+        if key in cls._held:
+            return  # this process holds it already
+        folder.mkdir(parents=True, exist_ok=True)
+        f = open(folder / ".lock", "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            who = f.read().strip() or "another process"
+            f.close()
+            raise UsageError(f"{folder} is in use by another efsnas command ({who}); wait for it "
+                             "to finish, or use another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        cls._held[key] = f
+
+    @classmethod
+    def release(cls, folder: str | os.PathLike) -> None:
+        f = cls._held.pop(str(Path(folder).resolve()), None)
+        if f is not None:
+            f.close()

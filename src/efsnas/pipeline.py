@@ -14,6 +14,7 @@ from efsnas.api.search_space import SearchSpace
 from efsnas.api.split import Split
 from efsnas.config import RunConfig, dump_config, load_yaml, scaled_lr
 from efsnas.errors import UsageError
+from efsnas.fileio import FolderLock
 from efsnas.registry import create_criterion, create_space
 from efsnas.sampling import create_sampler
 from efsnas.supernets import FewShotSupernets
@@ -115,6 +116,8 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, *, force: bool, is_main: bool
 def setup(cfg: RunConfig, *, force: bool = False) -> Setup:
     dist, device = init_distributed(cfg.train.device)
     run_dir = Path(cfg.out)
+    if dist.is_main:
+        FolderLock.acquire(run_dir)
     prepare_run_dir(cfg, run_dir, force=force, is_main=dist.is_main)
     dist.barrier()
     torch.manual_seed(cfg.train.seed)  # same initial weights on every rank and every rerun
@@ -249,6 +252,8 @@ def open_run(run_dir: str | Path, *, overrides: list[str] | None = None) -> Setu
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir, overrides)
     dist, device = init_distributed(cfg.train.device)
+    if dist.is_main:
+        FolderLock.acquire(run_dir)
     torch.manual_seed(cfg.train.seed)
     ds = load_data_for(cfg)
     space = build_space(cfg, ds)

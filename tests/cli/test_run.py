@@ -170,3 +170,18 @@ def test_a_run_that_failed_before_training_does_not_block_the_corrected_one(tmp_
     assert main(["train", "--preset", "tiny", "--out", out, "--set",
                  "train.channels_last=off"]) == 0
     assert "channels_last: 'off'" in (tmp_path / "r" / "config.yaml").read_text()
+
+
+def test_two_commands_on_one_run_folder_do_not_run_at_once(tmp_path, capsys):
+    import fcntl
+
+    out = tmp_path / "r"
+    out.mkdir()
+    with open(out / ".lock", "a+") as held:  # stands for another efsnas process
+        held.write("pid 4242")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["run", "--preset", "tiny", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "in use by another efsnas command (pid 4242)" in err
+        assert not (out / "config.yaml").exists()

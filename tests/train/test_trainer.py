@@ -103,3 +103,15 @@ def test_hostile_checkpoint_is_not_executed(tmp_path):
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["data.max_train=20", "train.batch_size=32"], "no training step"),
+    (["train.lr=.inf"], "loss became"),
+])
+def test_training_that_cannot_learn_stops_with_one_line(tmp_path, capsys, overrides, needle):
+    sets = [a for o in overrides for a in ("--set", o)]
+    code = main(["run", "--preset", "tiny", "--out", str(tmp_path / "r"), *sets])
+    err = capsys.readouterr().err
+    assert code == 1 and needle in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "r" / "result.json").exists()

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from efsnas.api.search_space import Subnet
+from efsnas.errors import UsageError
 from efsnas.supernets import FewShotSupernets
 
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
@@ -38,6 +39,9 @@ class SubnetScorer:
             raise ValueError("bn='recalibrate' needs recal_batches")
         # a Sequence is kept as it is (NormalisedBatches normalise on reading); else listed once
         batches = batches if isinstance(batches, Sequence) else list(batches)
+        if not len(batches):
+            raise UsageError("the held-out set is empty: no image to score subnets on; keep "
+                             "some images out of training (data.max_heldout, data.heldout)")
         self.supernets, self.batches, self.bn = supernets, batches, bn
         self.device = batches[0][1].device if len(batches) else torch.device("cpu")
         self.recal_batches = list(recal_batches or [])

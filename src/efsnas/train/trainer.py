@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from efsnas.api.sampler import SubnetSampler
-from efsnas.errors import CheckpointError, EfsnasError
+from efsnas.errors import CheckpointError, EfsnasError, TrainingError
 from efsnas.supernets import FewShotSupernets
 from efsnas.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
 from efsnas.train.distributed import DistContext
@@ -201,6 +201,11 @@ class SupernetTrainer:
                                           grad_clip=self.grad_clip, autocast=self.autocast,
                                           set_to_none=self.set_to_none,
                                           scaler=self.scaler)
+            if not all(math.isfinite(lo) for lo in losses):
+                raise TrainingError(
+                    f"the training loss became {losses} at epoch {self.epoch + 1}, step "
+                    f"{i + 1}: lower train.lr (now {self.lr}) or set train.grad_clip; nothing "
+                    "after the last checkpoint was kept")
             for (k, _), lo, c in zip(draws, losses, corrects):
                 loss_sum[k] += lo * len(y)
                 correct[k] += c
@@ -219,6 +224,11 @@ class SupernetTrainer:
                 return None
         if bar is not None:
             bar.close()
+        if self.batch_in_epoch == 0 and skip == 0:
+            raise TrainingError(
+                f"no training step in epoch {self.epoch + 1}: {len(self.data.train)} training "
+                f"images give no full batch of {self.batch_size} x {self.dist.world_size} "
+                "process(es); use more images or a smaller train.batch_size")
         seconds = time.time() - t0
         record = {
             "epoch": self.epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
