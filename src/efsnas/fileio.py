@@ -74,3 +74,14 @@ class FolderLock:
         f = cls._held.pop(str(Path(folder).resolve()), None)
         if f is not None:
             f.close()
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """A short content hash of a file (what a cached result was computed from)."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=8)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

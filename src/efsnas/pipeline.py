@@ -3,6 +3,7 @@ scorer -> search. The CLI calls these; each step reads and writes the run folder
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from efsnas.api.search_space import SearchSpace
 from efsnas.api.split import Split
 from efsnas.config import RunConfig, dump_config, load_yaml, scaled_lr
 from efsnas.errors import UsageError
-from efsnas.fileio import FolderLock
+from efsnas.fileio import FolderLock, file_fingerprint
 from efsnas.registry import create_criterion, create_space
 from efsnas.sampling import create_sampler
 from efsnas.supernets import FewShotSupernets
@@ -106,9 +107,12 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, *, force: bool, is_main: bool
                     "or add --force to overwrite it"
                 )
         if force and run_dir.exists():
-            for name in ("checkpoint.pt", "metrics.jsonl", "scores.json", "result.json",
-                         "search-evolution-state.json", "search-random-state.json"):
-                (run_dir / name).unlink(missing_ok=True)
+            # everything computed from the old supernets goes with them
+            for pattern in ("checkpoint.pt", "metrics.jsonl", "scores.json", "*.partial",
+                            "result.json", "*-state.json", "verify.json", "verify.md",
+                            "best_cell.*"):
+                for path in run_dir.glob(pattern):
+                    path.unlink()
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg_path.write_text(dump_config(cfg))
 
@@ -312,11 +316,17 @@ def search(st: Setup, scorer, *, truth: dict[str, float] | None = None, log_fn=p
     from efsnas.search import create_searcher
 
     s = st.cfg.search
+    # The search's scores are valid for these weights and this scoring only; its state file is
+    # named after everything it depends on, so new limits or retrained supernets start afresh.
+    context = {"supernets": file_fingerprint(st.run_dir / "checkpoint.pt"),
+               "eval": st.cfg.eval.model_dump()}
+    settings = json.dumps([s.model_dump(), context], sort_keys=True)
+    tag = hashlib.blake2b(settings.encode(), digest_size=4).hexdigest()
     kwargs = dict(space=st.space, seed=s.seed, top=s.top,
                   max_flops=s.max_flops * 1e6 if s.max_flops else None,
                   max_params=s.max_params * 1e6 if s.max_params else None,
-                  checkpoint=st.run_dir / f"{name}-{s.strategy}-state.json",
-                  equivalence=scorer.key)
+                  checkpoint=st.run_dir / f"{name}-{s.strategy}-{tag}-state.json",
+                  equivalence=scorer.key, context=context)
     if s.strategy == "evolution":
         kwargs.update(population=s.population, generations=s.generations, topk=s.topk,
                       mutations=s.mutations, crossovers=s.crossovers, mutate_prob=s.mutate_prob)

@@ -185,3 +185,22 @@ def test_two_commands_on_one_run_folder_do_not_run_at_once(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "in use by another efsnas command (pid 4242)" in err
         assert not (out / "config.yaml").exists()
+
+
+def test_rerun_after_more_training_searches_afresh(tmp_path):
+    out = tmp_path / "r"
+    assert main(["run", "--preset", "tiny", "--out", str(out)]) == 0
+    assert main(["run", "--preset", "tiny", "--out", str(out), "--epochs", "2"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["train"]["epochs"] == 2
+    assert result["forward_passes"] > 0  # scored with the new weights, not the old cache
+    assert len(list(out.glob("search-evolution-*-state.json"))) == 2
+
+
+def test_search_with_new_limits_starts_its_own_state(tiny_run, capsys):
+    assert main(["search", str(tiny_run), "--max-flops", "0.3", "--name", "small"]) == 0
+    res = json.loads((tiny_run / "small.json").read_text())
+    assert res["best"]["flops"] <= 0.3e6
+    for bad in ("result", "../x", "a/b", ".hidden"):
+        assert main(["search", str(tiny_run), "--name", bad]) == 2
+    assert "--name" in capsys.readouterr().err

@@ -25,8 +25,26 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+RESERVED = {"result", "config", "checkpoint", "metrics", "scores", "verify", "retrain",
+            "best_cell"}
+
+
+def _check_name(name: str) -> str:
+    import re
+
+    from efsnas.errors import UsageError
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name) or name in RESERVED:
+        raise UsageError(f"--name {name[:40]!r}: use letters, digits, '_', '-' and '.' (no "
+                         "path), and none of the run folder's own names "
+                         f"({', '.join(sorted(RESERVED))})")
+    return name
+
+
 def run(args: argparse.Namespace) -> int:
     from efsnas import pipeline
+
+    _check_name(args.name)
 
     overrides = list(args.set)
     for flag, key in (("strategy", "search.strategy"), ("max_flops", "search.max_flops"),

@@ -77,7 +77,8 @@ class Searcher(ABC):
     def __init__(self, space: SearchSpace, *, seed: int = 0, max_flops: float | None = None,
                  max_params: float | None = None, top: int = 10, max_tries: int = 1000,
                  checkpoint: Checkpoint = None,
-                 equivalence: Callable[[Subnet], Hashable] | None = None) -> None:
+                 equivalence: Callable[[Subnet], Hashable] | None = None,
+                 context: dict | None = None) -> None:
         if not isinstance(space, SearchSpace):
             raise UsageError(f"{self.name} search needs a SearchSpace, got {type(space).__name__}")
         for key, v in (("max_flops", max_flops), ("max_params", max_params)):
@@ -86,6 +87,9 @@ class Searcher(ABC):
         _positive(self.name, top=top, max_tries=max_tries)
         self.space = space
         self.equivalence = equivalence or space.canonical
+        # What the objective depends on beyond the searcher (e.g. the supernet weights): a
+        # state saved under another context is refused, never resumed with stale scores.
+        self.context = dict(context or {})
         self.seed, self.max_flops, self.max_params = int(seed), max_flops, max_params
         self.top, self.max_tries, self.checkpoint = top, max_tries, checkpoint
         self.rng = random.Random(self.seed)
@@ -107,7 +111,8 @@ class Searcher(ABC):
     def config(self) -> dict:
         """Settings that define the search (saved with the state and checked on resume)."""
         return {"searcher": self.name, "space": self.space.describe(), "seed": self.seed,
-                "max_flops": self.max_flops, "max_params": self.max_params}
+                "max_flops": self.max_flops, "max_params": self.max_params,
+                "context": self.context}
 
     # ---- candidates ---------------------------------------------------------------------------
     def within_limits(self, subnet: Subnet) -> bool:
