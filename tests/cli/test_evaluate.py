@@ -49,7 +49,7 @@ def test_evaluation_resumes_after_a_kill(trained, tmp_path, monkeypatch):
 
     monkeypatch.setattr(scorer_mod.SubnetScorer, "_evaluate", dying)
     sample = ["--sample", "800", "--seed", "3"]
-    assert main(["evaluate", str(trained), *sample, "--output", str(out), "--no-progress",
+    assert main(["evaluate", str(trained), *sample, "--out", str(out), "--no-progress",
                  "--save-every", "50"]) == 130
     partial = out.with_name(out.name + ".rank0.partial")
     done = len(json.loads(partial.read_text())["scores"])
@@ -62,7 +62,7 @@ def test_evaluation_resumes_after_a_kill(trained, tmp_path, monkeypatch):
         return real(self, k, subnet)
 
     monkeypatch.setattr(scorer_mod.SubnetScorer, "_evaluate", counting)
-    assert main(["evaluate", str(trained), *sample, "--output", str(out), "--no-progress"]) == 0
+    assert main(["evaluate", str(trained), *sample, "--out", str(out), "--no-progress"]) == 0
     scores = json.loads(out.read_text())["scores"]
     assert len(scores) == 800
     assert counted["n"] <= 800 - 200  # the classes scored before the kill are not redone
@@ -109,3 +109,26 @@ def test_fsnas_cell_with_a_dead_split_edge_is_scored_by_its_own_supernet():
     # the canonical cell itself still goes to its own supernet: two cache entries
     scorer.score_with_loss(canon)
     assert scorer.evaluated == 2
+
+
+def test_evaluate_recomputes_when_its_settings_change_and_keeps_foreign_files(trained, tmp_path,
+                                                                             capsys):
+    out = tmp_path / "s.json"
+    sample = ["--sample", "40", "--seed", "1", "--no-progress", "--out", str(out)]
+    assert main(["evaluate", str(trained), *sample]) == 0
+    first = json.loads(out.read_text())
+    assert main(["evaluate", str(trained), *sample, "--max-images", "64"]) == 0
+    second = json.loads(out.read_text())
+    assert second["meta"]["images"] == 64 and second["meta"]["forward_passes"] > 0
+    assert second["scores"] != first["scores"]
+    # the same settings again: nothing to compute
+    assert main(["evaluate", str(trained), *sample, "--max-images", "64"]) == 0
+    assert json.loads(out.read_text())["meta"]["forward_passes"] == 0
+    # a file that is not a scores file is never overwritten without --force
+    config = trained / "config.yaml"
+    before = config.read_text()
+    capsys.readouterr()
+    assert main(["evaluate", str(trained), "--sample", "3", "--out", str(config)]) == 2
+    assert "--force" in capsys.readouterr().err and config.read_text() == before
+    for bad in ("0", "-1"):
+        assert main(["evaluate", str(trained), "--sample", bad]) == 2

@@ -38,7 +38,7 @@ def test_predicted_accuracy_is_recomputable(tiny_run, tmp_path):
     cells = tmp_path / "cells.json"
     cells.write_text(json.dumps([result["best"]["cell"]]))
     out = tmp_path / "scores.json"
-    assert main(["evaluate", str(tiny_run), "--cells", str(cells), "--output", str(out),
+    assert main(["evaluate", str(tiny_run), "--cells", str(cells), "--out", str(out),
                  "--no-progress"]) == 0
     scores = json.loads(out.read_text())["scores"]
     assert scores[result["best"]["cell"]] == pytest.approx(result["best"]["supernet_estimate"])

@@ -24,7 +24,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     what.add_argument("--sample", type=int, metavar="N", help="N random valid subnets")
     what.add_argument("--cells", metavar="FILE",
                       help="JSON list of subnets in text form (or a mapping whose keys are)")
-    p.add_argument("--output", metavar="FILE", help="default: RUN/scores.json")
+    p.add_argument("--out", "--output", dest="out", metavar="FILE",
+                   help="default: RUN/scores.json")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite an existing FILE that is not an efsnas scores file")
     p.add_argument("--bn", choices=["batch", "recalibrate"], help="BN statistics (eval.bn)")
     p.add_argument("--max-images", type=int, help="held-out images used (eval.max_images)")
     p.add_argument("--seed", type=int, default=0, help="seed of --sample")
@@ -50,10 +53,40 @@ def select_subnets(space, args) -> list:
     return [s for s in space.enumerate() if space.is_valid(s)]
 
 
+def _previous(path: Path, context: dict, *, force: bool) -> dict:
+    """Scores already in `path` computed under `context` (to resume from), else {}. A file
+    that is no scores file is kept unless --force."""
+    from efsnas.evaluate.scorer import scores_path_state
+
+    if not path.exists():
+        return {}
+    try:
+        import json
+
+        data = json.loads(path.read_text())
+        ours = isinstance(data, dict) and "scores" in data
+    except (ValueError, UnicodeDecodeError):
+        ours = False
+    if not ours:
+        if not force:
+            raise UsageError(f"{path} exists and is not an efsnas scores file; choose another "
+                             "--out, or add --force to overwrite it")
+        return {}
+    if data.get("meta", {}).get("context") != context:
+        return {}  # computed from other weights or settings: recomputed, never reused
+    return scores_path_state(path)
+
+
 def run(args: argparse.Namespace) -> int:
     from efsnas import pipeline
-    from efsnas.evaluate.scorer import gather_results, score_many, scores_path_state
+    from efsnas.evaluate.scorer import gather_results, score_many
+    from efsnas.fileio import file_fingerprint
 
+    if args.sample is not None and args.sample < 1:
+        raise UsageError(f"--sample must be at least 1, got {args.sample}; use --all for every "
+                         "subnet")
+    if args.max_images is not None and args.max_images < 1:
+        raise UsageError(f"--max-images must be at least 1, got {args.max_images}")
     overrides = []
     if args.bn:
         overrides.append(f"eval.bn={args.bn}")
@@ -61,16 +94,21 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"eval.max_images={args.max_images}")
     st = pipeline.open_run(args.run_dir, overrides=overrides)
     subnets = select_subnets(st.space, args)
-    out = Path(args.output) if args.output else st.run_dir / "scores.json"
+    out = Path(args.out) if args.out else st.run_dir / "scores.json"
     part = out.with_name(out.name + f".rank{st.dist.rank}.partial")
-    done = scores_path_state(part) or scores_path_state(out)
+    # what the scores depend on: a partial or earlier file made under another is not reused
+    context = {"supernets": file_fingerprint(st.run_dir / "checkpoint.pt"),
+               "eval": st.cfg.eval.model_dump()}
+    done = (_previous(part, context, force=True) if part.exists() else {}) or _previous(
+        out, context, force=args.force)
     scorer = pipeline.make_scorer(st)
-    meta = {"run": str(st.run_dir), "bn": st.cfg.eval.bn, "images": sum(len(y) for _, y in
-                                                                         scorer.batches)}
+    meta = {"run": str(st.run_dir), "bn": st.cfg.eval.bn,
+            "images": sum(len(y) for _, y in scorer.batches), "context": context}
 
     def save(results):
         write_json_atomic(part, {"scores": {k: v["top1"] for k, v in results.items()},
-                                 "loss": {k: v["loss"] for k, v in results.items()}})
+                                 "loss": {k: v["loss"] for k, v in results.items()},
+                                 "meta": {"context": context}})
 
     t0 = time.time()
     results = score_many(scorer, subnets, done=done, checkpoint=save,
