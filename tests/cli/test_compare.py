@@ -129,3 +129,10 @@ def test_published_budget_gives_every_sub_supernet_the_whole_schedule():
     assert ours.train.epochs == 4
     equal = compare.variant_config(base, compare.VARIANTS["fsnas"], 0, "x", space=space)
     assert equal.train.epochs == 4
+
+
+def test_ground_truth_is_not_shrunk_without_force(ground_truth, capsys):
+    before = ground_truth.read_text()
+    assert main(["groundtruth", "build", str(ground_truth), "--per-subspace", "1", "--seeds", "2",
+                 *TINY]) == 2
+    assert "--force" in capsys.readouterr().err and ground_truth.read_text() == before

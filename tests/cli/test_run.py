@@ -204,3 +204,18 @@ def test_search_with_new_limits_starts_its_own_state(tiny_run, capsys):
     for bad in ("result", "../x", "a/b", ".hidden"):
         assert main(["search", str(tiny_run), "--name", bad]) == 2
     assert "--name" in capsys.readouterr().err
+
+
+def test_existing_files_are_kept_without_force(tiny_run, tmp_path, capsys):
+    groups = tmp_path / "groups.json"
+    groups.write_text("keep")
+    assert main(["space", "nb201", "--groups-out", str(groups)]) == 2
+    assert groups.read_text() == "keep"
+    out = tmp_path / "rt"
+    cell = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
+    assert main(["retrain", cell, "--preset", "tiny", "--out", str(out)]) == 0
+    other = "|nor_conv_1x1~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
+    capsys.readouterr()
+    assert main(["retrain", other, "--preset", "tiny", "--out", str(out)]) == 2
+    assert "another subnet" in capsys.readouterr().err
+    assert json.loads((out / "retrain.json").read_text())["cell"] == cell

@@ -118,3 +118,18 @@ def test_bad_input_exits_2_with_one_line(tmp_path, files, capsys):
     assert "malformed cell" in one_line_error(capsys, ["correlate", str(bad), str(bad_truth)])
     bad_truth.write_text(json.dumps({"x": 1.0}))
     assert "no cell in common" in one_line_error(capsys, ["correlate", str(p), str(bad_truth)])
+
+
+def test_plot_never_replaces_an_input_or_an_existing_file(files, capsys, tmp_path):
+    p, t = files
+    truth = t.read_text()
+    assert main(["correlate", str(p), str(t), "--plot", str(t)]) == 2
+    assert t.read_text() == truth
+    old = tmp_path / "old.png"
+    old.write_text("keep")
+    assert main(["correlate", str(p), str(t), "--plot", str(old)]) == 2
+    assert old.read_text() == "keep"
+    assert main(["correlate", str(p), str(t), "--plot", str(old), "--force"]) == 0
+    pdf = tmp_path / "x.pdf"
+    assert main(["correlate", str(p), str(t), "--plot", str(pdf)]) == 0
+    assert pdf.read_bytes()[:4] == b"%PDF"

@@ -38,6 +38,12 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         raise UsageError(f"{what} {path} is not valid JSON (line {e.lineno}: {e.msg})") from None
 
 
+def refuse_overwrite(path: str | os.PathLike, *, force: bool, flag: str = "--out") -> None:
+    """An existing file is replaced only with --force."""
+    if Path(path).exists() and not force:
+        raise UsageError(f"{path} exists; choose another {flag}, or add --force to overwrite it")
+
+
 # ---- run configuration from flags ------------------------------------------------------------
 
 SHORTCUTS = {  # flag -> config key, for the settings people change most

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from efsnas.cli.common import read_json
+from efsnas.cli.common import read_json, refuse_overwrite
 from efsnas.errors import UsageError
 from efsnas.registry import create_criterion, create_space, list_criteria, list_spaces
 
@@ -23,7 +23,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="JSON mapping cell -> accuracy, or an official NAS-Bench-201 / "
                         "NATS-Bench file (needs nas_201_api or nats_bench)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--plot", metavar="FILE", help="write a scatter plot (PNG) coloured by subspace")
+    p.add_argument("--plot", metavar="FILE",
+                   help="write a scatter plot coloured by subspace, with the calibration per "
+                        "subspace beside it; the suffix gives the format (.png, .pdf, .svg)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --plot FILE")
     p.add_argument("--space", default="nb201", choices=list_spaces(),
                    help="search space of the cells (default nb201)")
     p.add_argument("--criterion", default="nonlinearity", choices=list_criteria(),
@@ -47,7 +50,15 @@ def load_predictions(path: str) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from efsnas.evaluate.ranking import correlate, load_ground_truth
+
+    if args.plot:
+        inputs = {Path(args.predictions).resolve(), Path(args.ground_truth).resolve()}
+        if Path(args.plot).resolve() in inputs:
+            raise UsageError(f"--plot {args.plot} is one of the inputs; choose another file")
+        refuse_overwrite(args.plot, force=args.force, flag="--plot")
 
     predicted = load_predictions(args.predictions)
     truth = load_ground_truth(args.ground_truth)

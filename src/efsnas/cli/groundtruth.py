@@ -81,6 +81,15 @@ def run(args: argparse.Namespace) -> int:
     split = pipeline.build_split(cfg, space)
     cells = stratified_sample(split, args.per_subspace, seed=args.sample_seed)
     seeds = list(range(args.seeds))
+    if out.exists() and not args.force:
+        from efsnas.cli.common import read_json
+
+        old = read_json(out, "ground truth")
+        dropped = set(old) - {space.format(c) for c in cells} if isinstance(old, dict) else {1}
+        if dropped:
+            raise UsageError(f"{out} holds {len(dropped)} cell(s) this plan does not (a smaller "
+                             "--per-subspace or another --sample-seed?); use another FILE, or "
+                             "--force to replace it")
     # The planned sample, so other steps (efsnas compare --cells) can start before it is done.
     write_json_atomic(out.with_name(out.stem + ".cells.json"), [space.format(c) for c in cells])
     todo = plan(cells, seeds, format_cell=space.format, shard=args.shard)

@@ -56,6 +56,12 @@ def run(args: argparse.Namespace) -> int:
     subnet = space.parse(text)
     if not space.is_valid(subnet):
         raise UsageError(f"{text} is not a valid {space.name} subnet (e.g. disconnected)")
+    record = out_dir / "retrain.json"
+    if record.exists() and not args.force:
+        old = read_json(record, "retraining record")
+        if old.get("cell") != space.format(subnet) or old.get("recipe") != cfg.retrain.model_dump():
+            raise UsageError(f"{record} holds the retraining of another subnet or recipe; use "
+                             "another --out, or --force to replace it")
     seeds = [cfg.train.seed + i for i in range(args.seeds)]
     weights = [retrained_path(out_dir, space, subnet, seed=s) for s in seeds]
     runs = [pipeline.retrain_subnet(cfg, space, ds, subnet, seed=s, device=device,
@@ -68,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     mean = sum(r["top1"] for r in runs) / len(runs)
     out = {"cell": space.format(subnet), "top1_mean": mean, "runs": runs,
            "recipe": cfg.retrain.model_dump(), "data": ds.description}
-    write_json_atomic(out_dir / "retrain.json", out)
+    write_json_atomic(record, out)
     print(f"{space.format(subnet)}: top-1 {mean:.2f}% on {runs[0]['evaluated_on']} "
           f"({len(runs)} seed(s)); FLOPs {runs[0]['flops']:,}, params {runs[0]['params']:,}")
     print(f"written: {out_dir / 'retrain.json'}; weights: {', '.join(map(str, weights))}")

@@ -6,7 +6,7 @@ import argparse
 import json
 from collections import Counter, defaultdict
 
-from efsnas.cli.common import add_space_args, space_kwargs, write_json_atomic
+from efsnas.cli.common import add_space_args, refuse_overwrite, space_kwargs, write_json_atomic
 from efsnas.errors import UsageError
 from efsnas.registry import create_criterion, create_space, list_spaces
 
@@ -30,20 +30,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                                   "summarising the space")
     p.add_argument("--out", metavar="FILE", help="picture file for --draw; the suffix gives the "
                                                  "format (.png, .svg, .pdf)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --out FILE")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite an existing --out or --groups-out FILE")
     add_space_args(p)
     return p
 
 
 def draw(space, args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from efsnas.draw import draw_subnet
 
     if not args.out:
         raise UsageError("--draw needs --out FILE (.png, .svg or .pdf)")
-    if Path(args.out).exists() and not args.force:
-        raise UsageError(f"{args.out} exists; add --force to overwrite it")
+    refuse_overwrite(args.out, force=args.force)
     draw_subnet(space, args.draw, args.out)
     print(f"written: {args.out}")
     return 0
@@ -88,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     split = create_criterion(args.criterion, **kw).split(space)
     summary = summarise(space, split, samples=args.samples)
     if args.groups_out:
+        refuse_overwrite(args.groups_out, force=args.force, flag="--groups-out")
         groups = defaultdict(list)
         for s in space.enumerate():
             groups[str(space.nonlinearity_count(s))].append(space.format(s))
