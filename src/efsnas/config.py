@@ -212,6 +212,13 @@ def load_yaml(text: str):
     return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise UsageError(f"config file {path} is not UTF-8 text (a binary file?)") from None
+
+
 def _read_yaml(text: str, where: str) -> dict:
     try:
         data = load_yaml(text) or {}
@@ -268,7 +275,7 @@ def load_config(*, preset: str | None = None, path: str | None = None,
         p = Path(path)
         if not p.is_file():
             raise UsageError(f"config file {p} does not exist")
-        data = merge_dicts(data, _read_yaml(p.read_text(), f"config file {p}"))
+        data = merge_dicts(data, _read_yaml(_text(p), f"config file {p}"))
     for item in overrides or []:
         data = merge_dicts(data, parse_override(item))
     return validate_config(data)
@@ -280,7 +287,7 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> 
     if not cfg_path.is_file():
         raise UsageError(f"{run_dir} is not a run folder (no config.yaml); train one with "
                          "`efsnas train --out DIR` or `efsnas run`")
-    data = _read_yaml(cfg_path.read_text(), f"config file {cfg_path}")
+    data = _read_yaml(_text(cfg_path), f"config file {cfg_path}")
     for item in overrides or []:
         data = merge_dicts(data, parse_override(item))
     return validate_config(data)

@@ -70,10 +70,10 @@ class FolderLock:
         cls._held[key] = f
 
     @classmethod
-    def release(cls, folder: str | os.PathLike) -> None:
-        f = cls._held.pop(str(Path(folder).resolve()), None)
-        if f is not None:
-            f.close()
+    def release_all(cls) -> None:
+        """At the end of a command (a long-lived process may run several)."""
+        while cls._held:
+            cls._held.popitem()[1].close()
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:

@@ -13,7 +13,7 @@ import torch
 
 from efsnas.api.search_space import SearchSpace
 from efsnas.api.split import Split
-from efsnas.config import RunConfig, dump_config, load_yaml, scaled_lr
+from efsnas.config import RunConfig, dump_config, load_run_config, scaled_lr
 from efsnas.errors import UsageError
 from efsnas.fileio import FolderLock, file_fingerprint
 from efsnas.registry import create_criterion, create_space
@@ -100,7 +100,7 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, *, force: bool, is_main: bool
         # A folder whose run never reached its first checkpoint (a wrong data path, say) holds
         # nothing to protect: a corrected command may take it over.
         if cfg_path.exists() and not force and (run_dir / "checkpoint.pt").exists():
-            old = RunConfig.model_validate(load_yaml(cfg_path.read_text()))
+            old = load_run_config(run_dir)
             if old.training_identity() != cfg.training_identity():
                 raise UsageError(
                     f"{run_dir} holds a run with another configuration; choose another --out, "
@@ -122,12 +122,12 @@ def setup(cfg: RunConfig, *, force: bool = False) -> Setup:
     run_dir = Path(cfg.out)
     if dist.is_main:
         FolderLock.acquire(run_dir)
+    data = load_data_for(cfg)  # bad data paths fail before anything is written
+    space = build_space(cfg, data)
+    split = build_split(cfg, space)
     prepare_run_dir(cfg, run_dir, force=force, is_main=dist.is_main)
     dist.barrier()
     torch.manual_seed(cfg.train.seed)  # same initial weights on every rank and every rerun
-    data = load_data_for(cfg)
-    space = build_space(cfg, data)
-    split = build_split(cfg, space)
     supernets = build_supernets(cfg, split)
     return Setup(cfg, run_dir, data, space, split, supernets, device, dist)
 
@@ -245,13 +245,14 @@ def read_metrics(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from efsnas.train.trainer import read_jsonl
+
+    return read_jsonl(path)
 
 
 def open_run(run_dir: str | Path, *, overrides: list[str] | None = None) -> Setup:
     """A trained run from its folder: its resolved config, data, and supernet weights."""
-    from efsnas.config import load_run_config
-    from efsnas.train.checkpoint import load_checkpoint
+    from efsnas.train.checkpoint import check_identity, load_checkpoint, load_weights_into
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir, overrides)
@@ -263,8 +264,10 @@ def open_run(run_dir: str | Path, *, overrides: list[str] | None = None) -> Setu
     space = build_space(cfg, ds)
     split = build_split(cfg, space)
     supernets = build_supernets(cfg, split)
-    state = load_checkpoint(run_dir / "checkpoint.pt")
-    supernets.load_state_dict(state["supernets"])
+    path = run_dir / "checkpoint.pt"
+    state = load_checkpoint(path)
+    check_identity(state, cfg.training_identity(), path)  # not another seed's or width's
+    load_weights_into(supernets, state["supernets"], path)
     if state["epoch"] < cfg.train.epochs and dist.is_main:
         log.warning("%s: supernets trained %d of %d epochs", run_dir, state["epoch"],
                     cfg.train.epochs)

@@ -36,6 +36,8 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise UsageError(f"{what} {path} is not valid JSON (line {e.lineno}: {e.msg})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {path} is not UTF-8 text (a binary file?)") from None
 
 
 def refuse_overwrite(path: str | os.PathLike, *, force: bool, flag: str = "--out") -> None:

@@ -51,6 +51,12 @@ def _version() -> str:
     return __version__
 
 
+def _short(message: str, limit: int = 600) -> str:
+    """One line, long inputs elided in the middle."""
+    line = " ".join(message.split())
+    return line if len(line) <= limit else f"{line[:limit // 2]} ... {line[-limit // 2:]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
@@ -65,11 +71,20 @@ def main(argv: list[str] | None = None) -> int:
         _shutdown_distributed()
         return code
     except EfsnasError as e:
-        print(f"efsnas {args.command}: error: {e}", file=sys.stderr)
+        print(f"efsnas {args.command}: error: {_short(str(e))}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a read-only folder, a full disk, a path that vanished
+        where = f" {e.filename}" if e.filename else ""
+        print(f"efsnas {args.command}: error: cannot use{where}: {e.strerror or e}; check the "
+              "path and its permissions", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"efsnas {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        from efsnas.fileio import FolderLock
+
+        FolderLock.release_all()
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def read_image(path: str, *, mode: str = "RGB"):
     try:
         with Image.open(path) as img:
             return img.convert(mode)
-    except (OSError, UnidentifiedImageError, ValueError) as e:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"cannot read image {path}: {e}") from None
 
 

@@ -8,6 +8,7 @@ reader says what it expected where when a file is missing or malformed.
 from __future__ import annotations
 
 import gzip
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,7 +180,7 @@ def read_idx(path: Path, *, ndim: int) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:  # a damaged .gz raises any of these
         raise DataError(f"cannot read IDX file {path}: {e}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] != ndim:
         raise DataError(f"{path} is not an IDX file of unsigned bytes with {ndim} dimensions "

@@ -36,6 +36,34 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     return obj
 
 
+def check_identity(state: dict, identity: dict, path: str | os.PathLike) -> None:
+    """Refuse a checkpoint trained under another configuration (seed, widths, split ...)."""
+    import json
+
+    mine = json.dumps(identity, sort_keys=True)
+    if state.get("identity") != mine:
+        theirs = json.loads(state.get("identity") or "{}")
+        raise CheckpointError(
+            f"{path} belongs to another configuration ({first_difference(theirs, identity)}); "
+            "use another --out folder, or --force to overwrite it")
+
+
+def load_weights_into(module: torch.nn.Module, weights: dict, path: str | os.PathLike) -> None:
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path} does not fit these supernets: "
+                              f"{str(e).splitlines()[0]}") from None
+
+
+def first_difference(a, b, prefix: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+    return f"{prefix.rstrip('.')}: checkpoint has {a!r}, this run has {b!r}"
+
+
 def rng_state() -> dict:
     """Global RNG states as tensors and plain values (weights_only-loadable)."""
     np_state = np.random.get_state()

@@ -16,9 +16,16 @@ import torch
 from torch import nn
 
 from efsnas.api.sampler import SubnetSampler
-from efsnas.errors import CheckpointError, EfsnasError, TrainingError
+from efsnas.errors import EfsnasError, TrainingError
 from efsnas.supernets import FewShotSupernets
-from efsnas.train.checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state
+from efsnas.train.checkpoint import (
+    check_identity,
+    load_checkpoint,
+    load_weights_into,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
 from efsnas.train.distributed import DistContext
 from efsnas.train.step import autocast_for, build_optimizer, train_step
 
@@ -27,6 +34,19 @@ CHECKPOINT = "checkpoint.pt"
 
 class Interrupted(EfsnasError):
     exit_code = 130
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The complete records of a JSON-lines file (a line cut short by a kill is skipped)."""
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and "epoch" in rec:
+            out.append(rec)
+    return out
 
 
 class SupernetTrainer:
@@ -106,19 +126,8 @@ class SupernetTrainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        mine = json.dumps(self.identity, sort_keys=True)
-        if state.get("identity") != mine:
-            theirs = json.loads(state.get("identity") or "{}")
-            diff = _first_difference(theirs, self.identity)
-            raise CheckpointError(
-                f"{self.checkpoint_path} belongs to another configuration ({diff}); use another "
-                "--out folder, or --force to overwrite it"
-            )
-        try:
-            self.supernets.load_state_dict(state["supernets"])
-        except RuntimeError as e:
-            raise CheckpointError(f"{self.checkpoint_path} does not fit these supernets: "
-                                  f"{str(e).splitlines()[0]}") from None
+        check_identity(state, self.identity, self.checkpoint_path)
+        load_weights_into(self.supernets, state["supernets"], self.checkpoint_path)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -138,10 +147,11 @@ class SupernetTrainer:
         self.load_state_dict(load_checkpoint(self.checkpoint_path, map_location=self.device))
         metrics = self.run_dir / "metrics.jsonl"
         if self.dist.is_main and metrics.exists():
-            # A kill between writing an epoch's metrics and its checkpoint would log it twice.
-            lines = [ln for ln in metrics.read_text().splitlines()
-                     if ln.strip() and json.loads(ln)["epoch"] <= self.epoch]
-            metrics.write_text("".join(ln + "\n" for ln in lines))
+            # A kill between writing an epoch's metrics and its checkpoint would log it twice,
+            # and one during the append leaves half a line: both go.
+            records = read_jsonl(metrics)
+            metrics.write_text("".join(json.dumps(r) + "\n" for r in records
+                                       if r["epoch"] <= self.epoch))
         return True
 
     @property
@@ -275,11 +285,3 @@ class SupernetTrainer:
                     writer.add_scalar(f"train_acc/supernet{k}", acc, record["epoch"])
             writer.add_scalar("lr", record["lr"], record["epoch"])
             writer.add_scalar("images_per_s", record["images_per_s"], record["epoch"])
-
-
-def _first_difference(a, b, prefix: str = "") -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                return _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
-    return f"{prefix.rstrip('.')}: checkpoint has {a!r}, this run has {b!r}"
