@@ -17,6 +17,7 @@ from torch import nn
 
 from efsnas.api.search_space import Subnet
 from efsnas.errors import UsageError
+from efsnas.progress import Progress
 from efsnas.supernets import FewShotSupernets
 
 Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
@@ -116,23 +117,17 @@ def score_many(scorer: SubnetScorer, subnets: Sequence[Subnet], *, done: dict | 
         scorer.cache.setdefault(scorer.key(space.parse(text)), (rec["top1"], rec["loss"]))
     todo = [s for i, s in enumerate(subnets) if i % world_size == rank
             and space.format(s) not in results]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(todo), desc="scoring", dynamic_ncols=True, leave=False)
+    bar = Progress(len(todo), desc="scoring", enabled=progress)
     last, since = time.time(), 0
     for s in todo:
         top1, loss = scorer.score_with_loss(s)
         results[space.format(s)] = {"top1": top1, "loss": loss}
-        if bar is not None:
-            bar.update(1)
+        bar.update(1)
         since += 1
         if checkpoint is not None and (since >= every_cells or time.time() - last > every_seconds):
             checkpoint(results)
             last, since = time.time(), 0
-    if bar is not None:
-        bar.close()
+    bar.close()
     return results
 
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from efsnas.progress import Progress
 from efsnas.train.step import build_optimizer
 
 
@@ -53,12 +54,7 @@ def train_network(net: nn.Module, train_set, *, epochs: int, batch_size: int, lr
 
         model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None)
     t0, last_loss = time.time(), float("nan")
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=epochs, desc="retrain", leave=False, dynamic_ncols=True,
-                   disable=None if rank == 0 else True)
+    bar = Progress(epochs, desc="retrain epochs", enabled=progress and rank == 0, every_steps=1)
     for epoch in range(epochs):
         for g in opt.param_groups:
             g["lr"] = lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
@@ -77,9 +73,6 @@ def train_network(net: nn.Module, train_set, *, epochs: int, batch_size: int, lr
             total += loss.detach() * len(y)
             n += len(y)
         last_loss = float(total) / max(n, 1)
-        if bar is not None:
-            bar.set_postfix(loss=f"{last_loss:.3f}")
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        bar.update(1, loss=f"{last_loss:.3f}")
+    bar.close()
     return {"epochs": epochs, "train_loss": last_loss, "seconds": time.time() - t0}

@@ -17,6 +17,7 @@ from torch import nn
 
 from efsnas.api.sampler import SubnetSampler
 from efsnas.errors import EfsnasError, TrainingError
+from efsnas.progress import Progress
 from efsnas.supernets import FewShotSupernets
 from efsnas.train.checkpoint import (
     check_identity,
@@ -224,9 +225,8 @@ class SupernetTrainer:
             self.batch_in_epoch = i + 1
             images += len(y) * self.dist.world_size
             if bar is not None:
-                bar.set_postfix(loss=f"{sum(losses) / len(losses):.3f}",
-                                img_s=f"{images / max(time.time() - t0, 1e-9):.0f}")
-                bar.update(1)
+                bar.update(1, loss=f"{sum(losses) / len(losses):.3f}",
+                           img_s=f"{images / max(time.time() - t0, 1e-9):.0f}")
             if self._stop_signal is not None:
                 if bar is not None:
                     bar.close()
@@ -259,10 +259,7 @@ class SupernetTrainer:
     def _bar(self, total: int, initial: int):
         if not (self.progress and self.dist.is_main):
             return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, initial=initial, desc=f"epoch {self.epoch + 1}/{self.epochs}",
-                    leave=False, dynamic_ncols=True, disable=None)
+        return Progress(total, initial=initial, desc=f"epoch {self.epoch + 1}/{self.epochs}")
 
     def _tensorboard(self):
         if not (self.tensorboard and self.dist.is_main):
