@@ -61,7 +61,7 @@ CASES = [  # (id, argv with placeholders, text the message must hold)
                        "--out", "{root}/x"], "not valid YAML"),
     ("sample-negative", ["evaluate", "{root}/run", "--sample", "-1"], "at least 1"),
     ("sample-zero", ["evaluate", "{root}/run", "--sample", "0"], "at least 1"),
-    ("seeds-zero", ["retrain", "--run", "{root}/run", "--seeds", "0"], "at least 1"),
+    ("seeds-zero", ["retrain", "{root}/run", "--seeds", "0"], "at least 1"),
     ("plot-over-input", ["correlate", "{root}/pred.json", "{root}/gt.json", "--plot",
                          "{root}/gt.json"], "one of the inputs"),
     ("plot-over-file", ["correlate", "{root}/pred.json", "{root}/gt.json", "--plot",

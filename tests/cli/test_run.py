@@ -88,10 +88,15 @@ def test_search_with_flops_limit_and_ground_truth(tiny_run, tmp_path):
 
 
 def test_retrain_the_found_cell(tiny_run, capsys):
-    assert main(["retrain", "--run", str(tiny_run), "--set", "retrain.epochs=1"]) == 0
+    assert main(["retrain", str(tiny_run), "--set", "retrain.epochs=1"]) == 0
     rec = json.loads((tiny_run / "retrain.json").read_text())
     assert rec["cell"] == json.loads((tiny_run / "result.json").read_text())["best"]["cell"]
-    assert 0 <= rec["top1_mean"] <= 100 and rec["runs"][0]["evaluated_on"] == "heldout"
+    assert rec["top1_mean"] == rec["runs"][0]["top1"] and rec["runs"][0]["epochs"] == 1
+    assert rec["runs"][0]["evaluated_on"] == "heldout"  # digits has no test set
+    # a run folder and a subnet, in either order
+    cell = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
+    assert main(["retrain", cell, str(tiny_run), "--set", "retrain.epochs=1", "--force"]) == 0
+    assert json.loads((tiny_run / "retrain.json").read_text())["cell"] == cell
 
 
 @pytest.mark.parametrize("argv,needle", [
@@ -137,7 +142,7 @@ def test_space_command_json(capsys, tmp_path, nb201_groups):
 
 
 def test_bad_override_of_a_saved_run_is_a_one_line_error(tiny_run, capsys):
-    assert main(["retrain", "--run", str(tiny_run), "--set", "retrain.epochs=0"]) == 2
+    assert main(["retrain", str(tiny_run), "--set", "retrain.epochs=0"]) == 2
     err = capsys.readouterr().err
     assert "retrain.epochs" in err and err.count("\n") == 1
 
@@ -154,7 +159,7 @@ def test_missing_cuda_is_a_one_line_usage_error(capsys, tmp_path):
 
 def test_retrain_with_run_applies_its_flags(tiny_run, tmp_path):
     out = tmp_path / "rt"
-    assert main(["retrain", "--run", str(tiny_run), "--epochs", "2", "--set",
+    assert main(["retrain", str(tiny_run), "--epochs", "2", "--set",
                  "retrain.batch_size=128", "--out", str(out)]) == 0
     rec = json.loads((out / "retrain.json").read_text())
     assert rec["recipe"]["epochs"] == 2 and rec["recipe"]["batch_size"] == 128

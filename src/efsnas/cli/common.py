@@ -55,7 +55,10 @@ SHORTCUTS = {  # flag -> config key, for the settings people change most
 }
 
 
-def add_config_args(p: argparse.ArgumentParser, *, default_preset: str = "default") -> None:
+def add_config_args(p: argparse.ArgumentParser, *, default_preset: str = "default",
+                    without: tuple[str, ...] = ()) -> None:
+    """The configuration flags; `without` leaves out shortcut flags a command has its own form
+    of (compare's --criteria)."""
     g = p.add_argument_group("configuration (preset < --config file < flags < --set)")
     g.add_argument("--preset", default=default_preset,
                    help=f"built-in preset: default, tiny, benchmark, imagenet... "
@@ -74,8 +77,9 @@ def add_config_args(p: argparse.ArgumentParser, *, default_preset: str = "defaul
                                   "cifar100, imagenet16-120, imagefolder (data.name)")
     g.add_argument("--data-root", help="folder holding the dataset files (data.root)")
     g.add_argument("--sampler", choices=["sbs", "balanced", "uniform"], help="train.sampler")
-    g.add_argument("--criterion", choices=["nonlinearity", "fsnas", "oneshot"],
-                   help="split.criterion")
+    if "criterion" not in without:
+        g.add_argument("--criterion", choices=["nonlinearity", "fsnas", "oneshot"],
+                       help="split.criterion")
 
 
 def config_from_args(args: argparse.Namespace):

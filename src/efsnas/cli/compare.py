@@ -40,7 +40,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "published: each criterion's own recipe (FS-NAS and GM-NAS train every "
                         "sub-supernet for the whole schedule, so they run longer); the cost "
                         "columns say what each row spent")
-    add_config_args(p, default_preset="compare")
+    add_config_args(p, default_preset="compare", without=("criterion",))
     return p
 
 

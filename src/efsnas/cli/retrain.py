@@ -15,13 +15,30 @@ def add_parser(sub) -> argparse.ArgumentParser:
         description="Train a subnet as a stand-alone network with the retrain recipe "
                     "(config section `retrain`) and report its top-1 on the test set (the "
                     "held-out part when the dataset has no test set).")
-    p.add_argument("cell", nargs="?", help="subnet in text form; default: the best subnet in "
-                                           "RUN/result.json (with --run)")
-    p.add_argument("--run", metavar="RUN", help="run folder whose config and result to use")
+    p.add_argument("targets", nargs="*", metavar="RUN|CELL",
+                   help="a run folder (its config, and by default its best subnet from "
+                        "result.json) and/or a subnet in text form, in either order")
+    p.add_argument("--run", metavar="RUN", help=argparse.SUPPRESS)  # the older spelling
     p.add_argument("--seeds", type=int, default=1, help="independent trainings (default 1)")
     add_config_args(p, default_preset="default")
     p._option_string_actions["--epochs"].help = "retraining epochs (retrain.epochs)"
     return p
+
+
+def _targets(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(run folder, cell) from the positional arguments: a folder is the run."""
+    run, cell = args.run, None
+    for t in args.targets:
+        if Path(t).is_dir():
+            if run is not None:
+                raise UsageError(f"two run folders given ({run}, {t}); give one")
+            run = t
+        elif cell is None:
+            cell = t
+        else:
+            raise UsageError(f"two subnets given ({cell[:40]}, {t[:40]}); retrain one at a time, "
+                             "or a run folder that does not exist")
+    return run, cell
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         raise UsageError("--seeds must be at least 1")
+    args.run, text = _targets(args)
     shortcuts = {**SHORTCUTS, "epochs": "retrain.epochs"}  # here --epochs means retraining's
     if args.run:
         if args.config or args.preset != "default":
@@ -44,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(preset=args.preset, path=args.config,
                           overrides=shortcut_overrides(args, shortcuts) + args.set)
         out_dir = Path(args.out or cfg.out)
-    text = args.cell
     if text is None:
         if not args.run:
             raise UsageError("give a subnet to retrain, or --run RUN to retrain its best subnet")
