@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from scipy.stats import kendalltau
 
 from efsnas.cli.main import main
 
@@ -19,12 +20,14 @@ def ground_truth(tmp_path_factory):
 
 def test_ground_truth_builder(ground_truth):
     gt = json.loads(ground_truth.read_text())
-    assert len(gt) == 9 and all(0 <= v <= 100 for v in gt.values())
+    runs = json.loads(ground_truth.with_name("gt.runs.json").read_text())["runs"]
+    assert len(gt) == 9
+    for cell, acc in gt.items():  # the mean over the seeds
+        assert acc == pytest.approx((runs[f"{cell}#0"]["top1"] + runs[f"{cell}#1"]["top1"]) / 2)
     meta = json.loads(ground_truth.with_name("gt.meta.json").read_text())
     assert meta["per_subspace"] == {"count=0,1": 3, "count=2": 3, "count=3": 3}
     assert meta["seed_to_seed_tau"]["pairs"][0]["cells"] == 9
     assert meta["split_half_tau"]["splits"] == 1 and meta["noise_ceiling"]["seeds"] == 2
-    runs = json.loads(ground_truth.with_name("gt.runs.json").read_text())["runs"]
     assert len(runs) == 18
 
 
@@ -53,8 +56,15 @@ def test_compare_produces_the_table_with_every_criterion(ground_truth, tmp_path,
     assert list(res["criteria"]) == names
     for name in names:
         c = res["criteria"][name]
-        assert c["runs"] == 2 and "tau_all" in c and -1 <= c["tau_all"]["mean"] <= 1
         runs = res["runs"][name]
+        assert c["runs"] == 2
+        assert c["tau_all"]["mean"] == pytest.approx(sum(r["tau_all"] for r in runs) / 2)
+        # each run's tau is the one its saved scores give against the ground truth
+        scores = json.loads((out / name / "seed1" / "scores.json").read_text())["scores"]
+        truth = json.loads(ground_truth.read_text())
+        cells = sorted(truth)
+        assert runs[1]["tau_all"] == pytest.approx(
+            kendalltau([scores[x] for x in cells], [truth[x] for x in cells])[0])
         assert all(r["images_drawn"] == runs[0]["images_drawn"] for r in runs)
     # the same number of training images for every criterion; the costs differ
     drawn = {res["runs"][n][0]["images_drawn"] for n in names}

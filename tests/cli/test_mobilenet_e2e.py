@@ -48,7 +48,8 @@ def test_toy_imagenet_pipeline(image_folder, tmp_path):
     for top in result["top"]:
         s = space.parse(top["cell"])
         assert space.is_valid(s) and top["flops"] == space.flops(s) <= limit * 1e6
-    assert main(["retrain", "--run", str(out), "--set", "retrain.epochs=1",
+    assert main(["retrain", str(out), "--set", "retrain.epochs=1",
                  "--set", "retrain.batch_size=8"]) == 0
     re = json.loads((out / "retrain.json").read_text())
-    assert re["cell"] == result["best"]["cell"] and 0 <= re["top1_mean"] <= 100
+    assert re["cell"] == result["best"]["cell"] and re["top1_mean"] == re["runs"][0]["top1"]
+    assert re["runs"][0]["params"] == space.params(space.parse(re["cell"]))
