@@ -34,14 +34,21 @@ class Variant:
     overrides: tuple[str, ...] = ()  # `--set` style settings on top of the base config
 
 
-VARIANTS = {
-    "oneshot": Variant("oneshot", "uniform", "one-shot (K=1, full width, uniform)"),
-    "fsnas": Variant("fsnas", "balanced", "FS-NAS (edge 1<-0, K=5, full width, transfer)"),
-    "gmnas": Variant("gmnas", "balanced", "GM-NAS (gradient matching, full width)"),
-    "nonlinearity": Variant("nonlinearity", "sbs", "this method (count split, narrow, SBS)"),
-    "nonlinearity-nosbs": Variant("nonlinearity", "uniform",
-                                  "this method without SBS (uniform sampling)"),
-}
+def _variants() -> dict[str, Variant]:
+    """One row per registered criterion (its own sampler), and this method without SBS."""
+    from efsnas.registry import lookup, names
+
+    out = {}
+    for name in names("criterion"):
+        cls = lookup("criterion", name)
+        out[name] = Variant(name, cls.compare_sampler, cls.label or name)
+    if "nonlinearity" in out:
+        out["nonlinearity-nosbs"] = Variant("nonlinearity", "uniform",
+                                            "this method without SBS (uniform sampling)")
+    return out
+
+
+VARIANTS = _variants()
 DEFAULT_CRITERIA = list(VARIANTS)
 
 

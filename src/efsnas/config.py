@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from efsnas.errors import UsageError
 
@@ -20,8 +27,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _registered(kind: str, value: str) -> str:
+    """A component name checked against the registry (the one list of what exists)."""
+    from efsnas import registry
+
+    allowed = registry.names(kind)
+    if kind == "dataset":
+        from efsnas.data.registry import dataset_names
+
+        allowed = dataset_names()
+    if value.lower() not in allowed:
+        raise ValueError(f"unknown {kind} {value!r}; choose one of: {', '.join(allowed)}")
+    return value.lower()
+
+
 class SpaceConfig(_Strict):
     name: str = "nb201"
+    _name = field_validator("name")(lambda v: _registered("space", v))
     C: int = Field(16, ge=1, description="base width before division by G")
     N: int = Field(5, ge=1, description="cells per stage (nb201)")
     width_mult: float = Field(1.0, gt=0, description="mobilenet width multiplier")
@@ -32,7 +54,8 @@ class SpaceConfig(_Strict):
 
 
 class SplitConfig(_Strict):
-    criterion: Literal["nonlinearity", "fsnas", "oneshot", "gmnas"] = "nonlinearity"
+    criterion: str = "nonlinearity"
+    _criterion = field_validator("criterion")(lambda v: _registered("criterion", v))
     groups: str | None = Field(None, description="count grouping, e.g. '0,1/2/3'")
     width_divisor: int | None = Field(None, ge=1, description="G; default: the space's")
     structure: Literal["separate", "shared_head", "shared_trunk", "shared_prefix"] | None = Field(
@@ -54,6 +77,7 @@ class SplitConfig(_Strict):
 
 class DataConfig(_Strict):
     name: str = "auto"
+    _name = field_validator("name")(lambda v: _registered("dataset", v))
     root: str | None = None
     heldout: Literal["half", "per_class"] = "half"
     heldout_per_class: int | None = Field(None, ge=1)
@@ -83,7 +107,8 @@ class TrainConfig(_Strict):
     zero_grad: Literal["set_to_none", "zeros"] = Field(
         "set_to_none", description="set_to_none: unsampled operations get no weight decay and no "
         "momentum step; zeros: they do (PyTorch < 2.0, the authors' runs)")
-    sampler: Literal["sbs", "balanced", "uniform"] = "sbs"
+    sampler: str = "sbs"
+    _sampler = field_validator("sampler")(lambda v: _registered("sampler", v))
     seed: int = 0
     amp: bool = True
     amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
@@ -103,7 +128,8 @@ class EvalConfig(_Strict):
 
 
 class SearchConfig(_Strict):
-    strategy: Literal["evolution", "random"] = "evolution"
+    strategy: str = "evolution"
+    _strategy = field_validator("strategy")(lambda v: _registered("searcher", v))
     population: int = Field(50, ge=2)
     generations: int = Field(20, ge=1)
     topk: int = Field(10, ge=1)
@@ -298,6 +324,7 @@ def validate_config(data: dict) -> RunConfig:
         return RunConfig.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
+        err["msg"] = err["msg"].removeprefix("Value error, ")
         loc = ".".join(str(x) for x in err["loc"]) or "config"
         more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
         raise UsageError(f"invalid config: {loc}: {err['msg']}{more}") from None

@@ -1,4 +1,6 @@
-"""Named components behind one factory per kind (spaces, split criteria, samplers)."""
+"""Named components behind one registry, timm-style: spaces, split criteria, samplers,
+searchers and datasets. A component registers itself under a name; configs, command-line
+choices and `efsnas compare`'s rows are derived from what is registered."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from typing import Any
 
 from efsnas.errors import UsageError
 
-_REGISTRIES: dict[str, dict[str, Callable[..., Any]]] = {"space": {}, "criterion": {}, "sampler": {}}
+KINDS = ("space", "criterion", "sampler", "searcher", "dataset")
+_REGISTRIES: dict[str, dict[str, Callable[..., Any]]] = {kind: {} for kind in KINDS}
 
 
 def _register(kind: str, name: str):
@@ -31,19 +34,25 @@ def register_sampler(name: str):
     return _register("sampler", name)
 
 
+def register_searcher(name: str):
+    return _register("searcher", name)
+
+
+def register_dataset(name: str):
+    return _register("dataset", name)
+
+
 def _load_builtins() -> None:
     # Importing the packages runs their @register decorators.
+    import efsnas.data  # noqa: F401
     import efsnas.sampling  # noqa: F401
+    import efsnas.search  # noqa: F401
     import efsnas.spaces  # noqa: F401
     import efsnas.split  # noqa: F401
 
 
 def _create(kind: str, name: str, **kwargs):
-    _load_builtins()
-    reg = _REGISTRIES[kind]
-    if name not in reg:
-        raise UsageError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(reg))}")
-    factory = reg[name]
+    factory = lookup(kind, name)
     try:
         accepted = inspect.signature(factory).parameters
     except (TypeError, ValueError):
@@ -69,16 +78,27 @@ def create_sampler(name: str, **kwargs):
     return _create("sampler", name, **kwargs)
 
 
-def list_spaces() -> list[str]:
+def names(kind: str) -> list[str]:
+    """The registered names of one kind of component (what configs and flags may name)."""
     _load_builtins()
-    return sorted(_REGISTRIES["space"])
+    return sorted(_REGISTRIES[kind])
+
+
+def lookup(kind: str, name: str) -> Callable[..., Any]:
+    _load_builtins()
+    reg = _REGISTRIES[kind]
+    if name not in reg:
+        raise UsageError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(reg))}")
+    return reg[name]
+
+
+def list_spaces() -> list[str]:
+    return names("space")
 
 
 def list_criteria() -> list[str]:
-    _load_builtins()
-    return sorted(_REGISTRIES["criterion"])
+    return names("criterion")
 
 
 def list_samplers() -> list[str]:
-    _load_builtins()
-    return sorted(_REGISTRIES["sampler"])
+    return names("sampler")

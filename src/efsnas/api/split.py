@@ -92,6 +92,9 @@ class Split:
 
 
 class SplitCriterion(ABC):
+    # How `efsnas compare` trains this criterion by default, and what its row is called.
+    compare_sampler: str = "balanced"
+    label: str = ""
     """Turns a search space into a Split. Interchangeable: one-shot, FS-NAS, GM-NAS, counting."""
 
     name: str = ""

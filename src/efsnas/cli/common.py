@@ -8,8 +8,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from efsnas.data.registry import dataset_names
 from efsnas.errors import UsageError
 from efsnas.fileio import write_json_atomic  # noqa: F401  (re-exported for commands)
+from efsnas.registry import names
 
 
 def add_space_args(p: argparse.ArgumentParser) -> None:
@@ -73,13 +75,11 @@ def add_config_args(p: argparse.ArgumentParser, *, default_preset: str = "defaul
     g.add_argument("--epochs", type=int, help="training epochs (train.epochs)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 or auto (train.device)")
     g.add_argument("--seed", type=int, help="seed of training, data split and sampling")
-    g.add_argument("--data", help="dataset: auto, fashion-mnist, mnist, digits, cifar10, "
-                                  "cifar100, imagenet16-120, imagefolder (data.name)")
+    g.add_argument("--data", help="dataset (data.name): " + ", ".join(dataset_names()))
     g.add_argument("--data-root", help="folder holding the dataset files (data.root)")
-    g.add_argument("--sampler", choices=["sbs", "balanced", "uniform"], help="train.sampler")
+    g.add_argument("--sampler", choices=names("sampler"), help="train.sampler")
     if "criterion" not in without:
-        g.add_argument("--criterion", choices=["nonlinearity", "fsnas", "oneshot"],
-                       help="split.criterion")
+        g.add_argument("--criterion", choices=names("criterion"), help="split.criterion")
 
 
 def config_from_args(args: argparse.Namespace):

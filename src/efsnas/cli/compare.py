@@ -10,11 +10,10 @@ from pathlib import Path
 from efsnas.cli.common import add_config_args, config_from_args, read_json, write_json_atomic
 from efsnas.errors import UsageError
 
-# Kept in step with efsnas.compare.VARIANTS (imported lazily: it pulls in torch).
-DEFAULT_CRITERIA = ["oneshot", "fsnas", "gmnas", "nonlinearity", "nonlinearity-nosbs"]
-
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    from efsnas.compare import DEFAULT_CRITERIA  # one row per registered criterion
+
     p = sub.add_parser(
         "compare", help="train the split criteria at an equal budget and compare their ranking",
         description="Train each criterion (one-shot, FS-NAS, GM-NAS, this method with and "

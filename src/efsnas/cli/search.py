@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from efsnas.cli.common import write_json_atomic
+from efsnas.registry import names
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -13,7 +14,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         description="Search with every candidate scored by the supernet of its own subspace. "
                     "Seeded and resumable: the state is saved after each generation.")
     p.add_argument("run_dir", metavar="RUN", help="run folder of `efsnas train` / `efsnas run`")
-    p.add_argument("--strategy", choices=["evolution", "random"], help="search.strategy")
+    p.add_argument("--strategy", choices=names("searcher"), help="search.strategy")
     p.add_argument("--max-flops", type=float, help="MFLOPs limit (search.max_flops)")
     p.add_argument("--max-params", type=float, help="M parameters limit (search.max_params)")
     p.add_argument("--ground-truth", metavar="FILE",

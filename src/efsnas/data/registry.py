@@ -27,8 +27,9 @@ from efsnas.data.order import derive_seed
 from efsnas.data.splits import half_split, per_class_split, stratified_subset
 from efsnas.data.stream import ImageFolderStream
 from efsnas.errors import DataError
+from efsnas.registry import names, register_dataset
 
-__all__ = ["DataBundle", "load_data", "DATASETS", "FASHION_MNIST_DIR"]
+__all__ = ["DataBundle", "load_data", "DATASETS", "FASHION_MNIST_DIR", "dataset_names"]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's fashion-mnist package
 IN_MEMORY_BYTES = 2 << 30  # image folders larger than this at the target size are streamed
@@ -79,6 +80,14 @@ DATASETS: dict[str, tuple[str, str | None, Callable[[str | None, int | None], Ra
         stats=MNIST_STATS, subdirs=("mnist", "MNIST/raw"))),
     "digits": ("scikit-learn digits", "crop", lambda r, s: read_digits()),
 }
+for _name, _entry in DATASETS.items():  # one registry for every named component
+    register_dataset(_name)(_entry)
+
+
+def dataset_names() -> list[str]:
+    """What `data.name` may be: "auto" (Fashion-MNIST when installed, else digits) and every
+    registered data set."""
+    return ["auto", *names("dataset")]
 _ALIASES = {"cifar-10": "cifar10", "cifar-100": "cifar100", "imagenet16": "imagenet16-120",
             "fashionmnist": "fashion-mnist", "image-folder": "imagefolder"}
 
@@ -136,8 +145,8 @@ def _resolve(name: str, root: str | None) -> tuple[str, str]:
             return "fashion-mnist", "auto: found on this machine"
         return "digits", f"auto: no Fashion-MNIST in {FASHION_MNIST_DIR}"
     if key not in DATASETS:
-        raise DataError(f"unknown data set {name!r}; choose one of: auto, "
-                        f"{', '.join(DATASETS)}")
+        raise DataError(f"unknown data set {name!r}; choose one of: "
+                        f"{', '.join(dataset_names())}")
     return key, ""
 
 

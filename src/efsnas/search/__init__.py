@@ -5,15 +5,17 @@ from __future__ import annotations
 import inspect
 
 from efsnas.errors import UsageError
+from efsnas.registry import lookup, names, register_searcher
 from efsnas.search.base import Candidate, Searcher, SearchResult
 from efsnas.search.evolution import EvolutionSearch
 from efsnas.search.random_search import RandomSearch
 
-SEARCHERS: dict[str, type[Searcher]] = {"evolution": EvolutionSearch, "random": RandomSearch}
+register_searcher("evolution")(EvolutionSearch)
+register_searcher("random")(RandomSearch)
 
 
 def list_searchers() -> list[str]:
-    return sorted(SEARCHERS)
+    return names("searcher")
 
 
 def searcher_options(name: str) -> list[str]:
@@ -41,9 +43,7 @@ def create_searcher(name: str, **kwargs) -> Searcher:
 
 
 def _lookup(name: str) -> type[Searcher]:
-    if name not in SEARCHERS:
-        raise UsageError(f"unknown searcher {name!r}; choose one of: {', '.join(list_searchers())}")
-    return SEARCHERS[name]
+    return lookup("searcher", name)
 
 
 __all__ = ["Candidate", "EvolutionSearch", "RandomSearch", "SearchResult", "Searcher",

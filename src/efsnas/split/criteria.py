@@ -38,6 +38,8 @@ class NonlinearityCountSplit(SplitCriterion):
     """
 
     name = "nonlinearity"
+    compare_sampler = "sbs"
+    label = "this method (count split, narrow, SBS)"
 
     def __init__(self, *, groups: Sequence[Sequence[int | str]] | str | None = None,
                  width_divisor: int | None = None, allow_empty: bool = False) -> None:
@@ -103,6 +105,7 @@ class EdgeOperationSplit(SplitCriterion):
     """FS-NAS: one subspace per choice at one position (an edge or a layer), full width."""
 
     name = "fsnas"
+    label = "FS-NAS (edge 1<-0, K=5, full width)"
 
     def __init__(self, *, position: int = 0, width_divisor: int = 1) -> None:
         self.position = position
@@ -132,6 +135,8 @@ class OneShotSplit(SplitCriterion):
     """A single subspace: the whole space in one full-width supernet (SPOS)."""
 
     name = "oneshot"
+    compare_sampler = "uniform"
+    label = "one-shot (K=1, full width, uniform)"
 
     def __init__(self, *, width_divisor: int = 1) -> None:
         self.width_divisor = width_divisor

@@ -81,6 +81,7 @@ class GMNASSplit(SplitCriterion):
     """Replays learned GM-NAS decisions; with none it is the one-shot split."""
 
     name = "gmnas"
+    label = "GM-NAS (gradient matching, full width)"
 
     def __init__(self, *, decisions: Sequence[SplitDecision | dict] | None = None,
                  width_divisor: int = 1) -> None:
