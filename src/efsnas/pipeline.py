@@ -16,7 +16,7 @@ from efsnas.api.split import Split
 from efsnas.config import RunConfig, dump_config, load_run_config, scaled_lr
 from efsnas.errors import UsageError
 from efsnas.fileio import FolderLock, file_fingerprint
-from efsnas.registry import create_criterion, create_space
+from efsnas.registry import create_criterion, create_space, lookup
 from efsnas.sampling import create_sampler
 from efsnas.supernets import FewShotSupernets
 from efsnas.train.distributed import DistContext, init_distributed
@@ -67,18 +67,7 @@ def build_space(cfg: RunConfig, data) -> SearchSpace:
 
 
 def build_split(cfg: RunConfig, space: SearchSpace) -> Split:
-    sc = cfg.split
-    if sc.criterion == "nonlinearity":
-        crit = create_criterion("nonlinearity", groups=sc.groups, width_divisor=sc.width_divisor)
-    elif sc.criterion == "fsnas":
-        crit = create_criterion("fsnas", position=sc.fsnas_position,
-                                width_divisor=sc.width_divisor or 1)
-    elif sc.criterion == "oneshot":
-        crit = create_criterion("oneshot", width_divisor=sc.width_divisor or 1)
-    else:
-        raise UsageError("the gmnas split is learned during training: use `efsnas compare` or "
-                         "efsnas.split.gmnas")
-    return crit.split(space)
+    return lookup("criterion", cfg.split.criterion).from_config(cfg.split).split(space)
 
 
 def supernet_structure(cfg: RunConfig, space: SearchSpace) -> str:
@@ -316,7 +305,7 @@ def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: in
 def search(st: Setup, scorer, *, truth: dict[str, float] | None = None, log_fn=print,
            name: str = "search") -> dict:
     """Search the space, each candidate scored by its own supernet; returns the result dict."""
-    from efsnas.search import create_searcher
+    from efsnas.search import create_searcher, searcher_options
 
     s = st.cfg.search
     # The search's scores are valid for these weights and this scoring only; its state file is
@@ -330,11 +319,9 @@ def search(st: Setup, scorer, *, truth: dict[str, float] | None = None, log_fn=p
                   max_params=s.max_params * 1e6 if s.max_params else None,
                   checkpoint=st.run_dir / f"{name}-{s.strategy}-{tag}-state.json",
                   equivalence=scorer.key, context=context)
-    if s.strategy == "evolution":
-        kwargs.update(population=s.population, generations=s.generations, topk=s.topk,
-                      mutations=s.mutations, crossovers=s.crossovers, mutate_prob=s.mutate_prob)
-    else:
-        kwargs.update(budget=s.budget)
+    # the strategy's own settings, by the names its constructor takes
+    own = set(searcher_options(s.strategy)) - set(kwargs)
+    kwargs.update({k: v for k, v in s.model_dump().items() if k in own})
     searcher = create_searcher(s.strategy, **kwargs)
 
     def on_generation(info: dict) -> None:

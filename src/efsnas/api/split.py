@@ -95,6 +95,11 @@ class SplitCriterion(ABC):
     # How `efsnas compare` trains this criterion by default, and what its row is called.
     compare_sampler: str = "balanced"
     label: str = ""
+
+    @classmethod
+    def from_config(cls, split_config) -> SplitCriterion:
+        """The criterion a run's `split` config section describes (its own fields of it)."""
+        return cls(width_divisor=split_config.width_divisor or 1)
     """Turns a search space into a Split. Interchangeable: one-shot, FS-NAS, GM-NAS, counting."""
 
     name: str = ""

@@ -41,6 +41,10 @@ class NonlinearityCountSplit(SplitCriterion):
     compare_sampler = "sbs"
     label = "this method (count split, narrow, SBS)"
 
+    @classmethod
+    def from_config(cls, split_config) -> NonlinearityCountSplit:
+        return cls(groups=split_config.groups, width_divisor=split_config.width_divisor)
+
     def __init__(self, *, groups: Sequence[Sequence[int | str]] | str | None = None,
                  width_divisor: int | None = None, allow_empty: bool = False) -> None:
         self.groups = parse_groups(groups) if isinstance(groups, str) else groups
@@ -106,6 +110,11 @@ class EdgeOperationSplit(SplitCriterion):
 
     name = "fsnas"
     label = "FS-NAS (edge 1<-0, K=5, full width)"
+
+    @classmethod
+    def from_config(cls, split_config) -> EdgeOperationSplit:
+        return cls(position=split_config.fsnas_position,
+                   width_divisor=split_config.width_divisor or 1)
 
     def __init__(self, *, position: int = 0, width_divisor: int = 1) -> None:
         self.position = position

@@ -83,6 +83,11 @@ class GMNASSplit(SplitCriterion):
     name = "gmnas"
     label = "GM-NAS (gradient matching, full width)"
 
+    @classmethod
+    def from_config(cls, split_config) -> GMNASSplit:
+        raise UsageError("the gmnas split is learned while training: use `efsnas compare` "
+                         "(or efsnas.split.gmnas in Python)")
+
     def __init__(self, *, decisions: Sequence[SplitDecision | dict] | None = None,
                  width_divisor: int = 1) -> None:
         if not isinstance(width_divisor, int) or width_divisor < 1:
