@@ -1,5 +1,6 @@
 """Trainer: checkpoints, resume after a kill, refusal of foreign checkpoints."""
 
+import json
 import os
 import signal
 import subprocess
@@ -115,3 +116,26 @@ def test_training_that_cannot_learn_stops_with_one_line(tmp_path, capsys, overri
     err = capsys.readouterr().err
     assert code == 1 and needle in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "r" / "result.json").exists()
+
+
+def test_fsnas_transfer_in_train_warms_up_one_shot_first(tmp_path):
+    out = tmp_path / "fs"
+    assert main(["train", "--preset", "tiny", "--criterion", "fsnas", "--epochs", "3", "--out",
+                 str(out), "--set", "split.fsnas_transfer=true",
+                 "--set", "split.fsnas_warmup_epochs=2"]) == 0
+    warm = [json.loads(x)["epoch"] for x in (out / "warmup" / "metrics.jsonl").read_text()
+            .splitlines()]
+    rest = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert warm == [1, 2] and [r["epoch"] for r in rest] == [3]  # one schedule, split at 2
+    assert len(rest[0]["loss"]) == 5  # five FS-NAS supernets after the warm-up
+    state = load_checkpoint(out / "checkpoint.pt")
+    one = load_checkpoint(out / "warmup" / "checkpoint.pt")["supernets"]
+    # every sub-supernet started from the one-shot weights: the operations no subnet of the
+    # last epoch touched (no decay reaches them) still hold exactly the one-shot's values
+    one = {k.removeprefix("supernets.0."): v for k, v in one.items()}
+    for k in range(5):
+        mine = {n.removeprefix(f"supernets.{k}."): v for n, v in state["supernets"].items()
+                if n.startswith(f"supernets.{k}.")}
+        assert mine.keys() == one.keys()
+        same = [n for n in one if torch.equal(mine[n], one[n])]
+        assert 0 < len(same) < len(one), k
