@@ -1,6 +1,7 @@
 import json
 import math
 import random
+import sys
 
 import pytest
 from scipy.stats import kendalltau, spearmanr
@@ -145,15 +146,19 @@ def test_load_ground_truth(tmp_path):
         load_ground_truth(str(tmp_path / "missing.json"))
 
 
-def test_official_file_without_its_package(tmp_path):
-    import importlib.util
-
-    if importlib.util.find_spec("nas_201_api") or importlib.util.find_spec("nats_bench"):
-        pytest.skip("a NAS-Bench-201 / NATS-Bench package is installed here")
+def test_official_file_without_its_package(tmp_path, monkeypatch):
+    for pkg in ("nas_201_api", "nats_bench"):  # as if not installed, installed or not
+        monkeypatch.setitem(sys.modules, pkg, None)
     fake = tmp_path / "NAS-Bench-201-v1_1-096897.pth"
     fake.write_bytes(b"\x80\x02")
-    with pytest.raises(UsageError, match="pip install nats_bench.*export a JSON"):
+    with pytest.raises(UsageError, match=r'needs the nas-bench-201 package: pip install '
+                                         r'"efsnas\[benchmarks\]".*or pass a JSON'):
         load_ground_truth(str(fake))
+    folder = tmp_path / "NATS-tss-v1_0-3ffb9-simple"
+    folder.mkdir()
+    (folder / "meta.pickle.pbz2").write_bytes(b"")
+    with pytest.raises(UsageError, match="needs the nats_bench package"):
+        load_ground_truth(str(folder))
 
 
 def test_scatter_plot_writes_a_png(tmp_path):

@@ -48,6 +48,47 @@ def refuse_overwrite(path: str | os.PathLike, *, force: bool, flag: str = "--out
         raise UsageError(f"{path} exists; choose another {flag}, or add --force to overwrite it")
 
 
+# ---- ground truth ---------------------------------------------------------------------------
+
+def add_ground_truth_args(p: argparse.ArgumentParser, *, purpose: str = "",
+                          positional: bool = False) -> None:
+    """The ground-truth file (`--ground-truth FILE`, or the positional GROUND_TRUTH) and the
+    --dataset / --metric that choose which accuracy of an official benchmark file it gives."""
+    from efsnas.evaluate.benchmark_files import DATASETS, METRICS
+
+    g = p.add_argument_group("ground truth")
+    what = ("JSON mapping cell -> accuracy, or an official NAS-Bench-201 .pth / NATS-Bench "
+            "topology file or folder (pip install \"efsnas[benchmarks]\")")
+    what += f": {purpose}" if purpose else ""
+    if positional:
+        g.add_argument("ground_truth", metavar="GROUND_TRUTH", help=what)
+    else:
+        g.add_argument("--ground-truth", metavar="FILE", help=what)
+    g.add_argument("--dataset", choices=list(DATASETS),
+                   help="the benchmark dataset whose accuracies an official ground-truth "
+                        "file gives (default cifar10); it selects a column, it trains nothing")
+    g.add_argument("--metric", choices=METRICS,
+                   help="test or valid accuracy of an official ground-truth file (default "
+                        "test; cifar10 valid is the model trained on the train split only)")
+
+
+def ground_truth_from_args(args: argparse.Namespace, *, missing_ok: bool = False
+                           ) -> dict[str, float] | None:
+    """Cell -> accuracy from the ground-truth argument, or None when none is given (or, with
+    `missing_ok`, when its file does not exist yet). --dataset / --metric without a ground
+    truth are an error rather than ignored."""
+    from efsnas.evaluate.ranking import load_ground_truth
+
+    if not args.ground_truth:
+        if args.dataset or args.metric:
+            raise UsageError("--dataset/--metric choose an accuracy of the ground-truth file; "
+                             "give --ground-truth FILE too")
+        return None
+    if missing_ok and not Path(args.ground_truth).exists():
+        return None
+    return load_ground_truth(args.ground_truth, dataset=args.dataset, metric=args.metric)
+
+
 # ---- run configuration from flags ------------------------------------------------------------
 
 SHORTCUTS = {  # flag -> config key, for the settings people change most

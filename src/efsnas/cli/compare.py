@@ -7,7 +7,14 @@ import json
 import time
 from pathlib import Path
 
-from efsnas.cli.common import add_config_args, config_from_args, read_json, write_json_atomic
+from efsnas.cli.common import (
+    add_config_args,
+    add_ground_truth_args,
+    config_from_args,
+    ground_truth_from_args,
+    read_json,
+    write_json_atomic,
+)
 from efsnas.errors import UsageError
 
 
@@ -23,8 +30,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "cost), plus a bar chart. Every run is resumable; rerun to continue. The "
                     "table is recomputed from the saved scores, so a rerun with a newer ground "
                     "truth trains nothing.")
-    p.add_argument("--ground-truth", metavar="FILE",
-                   help="JSON cell -> accuracy (e.g. from `efsnas groundtruth build`)")
+    add_ground_truth_args(p, purpose="the table's true accuracies (a JSON file may come from "
+                                     "`efsnas groundtruth build`, and need not exist yet)")
     p.add_argument("--cells", metavar="FILE",
                    help="JSON list of cells to score (default: the ground truth's cells); lets "
                         "training start before the ground truth is finished")
@@ -43,15 +50,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def _cells(args, space) -> list:
+def _cells(args, space, truth: dict[str, float] | None) -> list:
     if args.cells:
         texts = read_json(args.cells, "cell list")
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise UsageError(f"{args.cells} must hold a JSON list of cell strings")
-    elif args.ground_truth and Path(args.ground_truth).exists():
-        from efsnas.evaluate.ranking import load_ground_truth
-
-        texts = sorted(load_ground_truth(args.ground_truth))
+    elif truth is not None:
+        texts = sorted(truth)
     else:
         raise UsageError("give --ground-truth FILE (or --cells FILE to train and score first)")
     cells = [space.parse(t) for t in texts]
@@ -64,6 +69,7 @@ def _cells(args, space) -> list:
 def run(args: argparse.Namespace) -> int:
     from efsnas import compare, pipeline
     from efsnas.config import dump_config
+    from efsnas.evaluate.benchmark_files import is_official
     from efsnas.train.distributed import init_distributed
 
     names = [c.strip() for c in args.criteria.split(",") if c.strip()]
@@ -84,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     _, device = init_distributed(base.train.device)
     data = pipeline.load_data_for(base)
     space = pipeline.build_space(base, data)
-    cells = _cells(args, space)
+    truth = ground_truth_from_args(args, missing_ok=True)  # a bad file fails before training
+    cells = _cells(args, space, truth)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(dump_config(base))
     print(f"data: {data.description}; {len(cells)} cells; criteria {names}; "
@@ -109,10 +116,12 @@ def run(args: argparse.Namespace) -> int:
             write_json_atomic(run_dir / "scores.json", {"scores": scores})  # marks the run done
             print(f"   trained in {cost['train_seconds']:.0f}s, scored {len(scores)} cells in "
                   f"{cost['score_seconds']:.0f}s", flush=True)
-    if not args.ground_truth or not Path(args.ground_truth).exists():
+    if args.ground_truth and not is_official(Path(args.ground_truth)):
+        truth = ground_truth_from_args(args, missing_ok=True)  # it may have grown meanwhile
+    if truth is None:
         print(f"scores written under {out}; rerun with --ground-truth FILE for the table")
         return 0
-    return _report(args, out, names, runs, data.description, base, len(cells),
+    return _report(args, out, names, runs, truth, data.description, base, len(cells),
                    subspace_of=_count_subspaces(base, space),
                    labels={n: v.label for n, v in variants.items()})
 
@@ -148,12 +157,12 @@ def _count_subspaces(base, space):
     return lambda cell: split.subspaces[split.route(space.parse(cell))].name
 
 
-def _report(args, out: Path, names, runs: dict[str, list[Path]], data_desc: str, base,
-            n_cells: int, *, subspace_of=None, labels: dict | None = None) -> int:
+def _report(args, out: Path, names, runs: dict[str, list[Path]], truth: dict[str, float],
+            data_desc: str, base, n_cells: int, *, subspace_of=None,
+            labels: dict | None = None) -> int:
     from efsnas import compare
-    from efsnas.evaluate.ranking import correlate, load_ground_truth
+    from efsnas.evaluate.ranking import correlate
 
-    truth = load_ground_truth(args.ground_truth)
     rows: dict[str, list[dict]] = {}
     for name in names:
         for run_dir in runs[name]:
@@ -165,7 +174,8 @@ def _report(args, out: Path, names, runs: dict[str, list[Path]], data_desc: str,
     agg = compare.aggregate(rows)
     table = compare.markdown_table(agg)
     write_json_atomic(out / "compare.json", {
-        "ground_truth": args.ground_truth, "cells": n_cells, "seeds": args.seeds,
+        "ground_truth": args.ground_truth, "ground_truth_dataset": args.dataset,
+        "ground_truth_metric": args.metric, "cells": n_cells, "seeds": args.seeds,
         "budget": args.budget,
         "data": data_desc, "config": base.model_dump(),
         "variants": {n: (labels or {}).get(n) for n in names}, "criteria": agg, "runs": rows})

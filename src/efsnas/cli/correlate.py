@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from efsnas.cli.common import read_json, refuse_overwrite
+from efsnas.cli.common import (
+    add_ground_truth_args,
+    ground_truth_from_args,
+    read_json,
+    refuse_overwrite,
+)
 from efsnas.errors import UsageError
 from efsnas.registry import create_criterion, create_space, list_criteria, list_spaces
 
@@ -19,9 +24,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("predictions", metavar="PREDICTIONS",
                    help="JSON mapping cell -> score, or the evaluator's scores.json "
                         '(an object whose "scores" key holds that mapping)')
-    p.add_argument("ground_truth", metavar="GROUND_TRUTH",
-                   help="JSON mapping cell -> accuracy, or an official NAS-Bench-201 / "
-                        "NATS-Bench file (needs nas_201_api or nats_bench)")
+    add_ground_truth_args(p, positional=True)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--plot", metavar="FILE",
                    help="write a scatter plot coloured by subspace, with the calibration per "
@@ -33,10 +36,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="split whose subspaces get a tau each (default nonlinearity)")
     p.add_argument("--groups", default=None,
                    help="count grouping for the nonlinearity split, e.g. '0,1/2/3'")
-    p.add_argument("--chance", type=float, default=10.0,
+    p.add_argument("--chance", type=float, default=None,
                    help="score given to ground-truth cells no supernet can score (disconnected "
                         "cells) in the extra 'all with unscorable' tau, as the authors computed "
-                        "tau over all 15,625 cells (default 10.0, chance on 10 classes)")
+                        "tau over all 15,625 cells (default: chance accuracy on --dataset, 10.0 "
+                        "on the 10 classes of cifar10)")
     return p
 
 
@@ -52,7 +56,8 @@ def load_predictions(path: str) -> dict[str, float]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from efsnas.evaluate.ranking import correlate, load_ground_truth
+    from efsnas.evaluate.benchmark_files import DATASETS
+    from efsnas.evaluate.ranking import correlate
 
     if args.plot:
         inputs = {Path(args.predictions).resolve(), Path(args.ground_truth).resolve()}
@@ -61,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         refuse_overwrite(args.plot, force=args.force, flag="--plot")
 
     predicted = load_predictions(args.predictions)
-    truth = load_ground_truth(args.ground_truth)
+    truth = ground_truth_from_args(args)
     space = create_space(args.space)
     kw = {"groups": args.groups} if args.groups and args.criterion == "nonlinearity" else {}
     split = create_criterion(args.criterion, **kw).split(space)
@@ -73,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"no cell in common between {args.predictions} (e.g. "
                          f"{min(predicted)}) and {args.ground_truth} (e.g. {min(truth)}); "
                          "are both in the same space and cell notation?")
-    unscorable = {c: args.chance for c in truth if c not in predicted and _unscorable(space, c)}
+    chance = args.chance if args.chance is not None else 100 / DATASETS[args.dataset or "cifar10"]
+    unscorable = {c: chance for c in truth if c not in predicted and _unscorable(space, c)}
     stats = correlate(predicted, truth, subspace_of=subspace_of, unscorable=unscorable)
     if args.plot:
         from efsnas.evaluate.plots import scatter_plot

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from efsnas.cli.common import add_config_args, config_from_args, write_json_atomic
+from efsnas.cli.common import (
+    add_config_args,
+    add_ground_truth_args,
+    config_from_args,
+    ground_truth_from_args,
+    write_json_atomic,
+)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -17,8 +23,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "no arguments it runs a CPU-sized job on Fashion-MNIST (or scikit-learn's "
                     "digits when Fashion-MNIST is not installed). Rerun to resume.")
     add_config_args(p)
-    p.add_argument("--ground-truth", metavar="FILE",
-                   help="JSON cell -> accuracy: report the true accuracy and rank of the top cells")
+    add_ground_truth_args(p, purpose="report the true accuracy and rank of the top cells")
     return p
 
 
@@ -36,12 +41,8 @@ def run(args: argparse.Namespace) -> int:
               f"K={len(st.split)} G={st.split.width_divisor} "
               f"({', '.join(s.name for s in st.split.subspaces)}); sampler {cfg.train.sampler}; "
               f"device {st.device}")
+    truth = ground_truth_from_args(args)  # before training: a bad file fails now
     train_summary = pipeline.train(st)
-    truth = None
-    if args.ground_truth:
-        from efsnas.evaluate.ranking import load_ground_truth
-
-        truth = load_ground_truth(args.ground_truth)
     scorer = pipeline.make_scorer(st)
     t1 = time.time()
     result = pipeline.search(st, scorer, truth=truth)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from efsnas.cli.common import write_json_atomic
+from efsnas.cli.common import add_ground_truth_args, ground_truth_from_args, write_json_atomic
 from efsnas.registry import names
 
 
@@ -17,8 +17,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--strategy", choices=names("searcher"), help="search.strategy")
     p.add_argument("--max-flops", type=float, help="MFLOPs limit (search.max_flops)")
     p.add_argument("--max-params", type=float, help="M parameters limit (search.max_params)")
-    p.add_argument("--ground-truth", metavar="FILE",
-                   help="JSON cell -> accuracy: report true accuracy and rank of the top cells")
+    add_ground_truth_args(p, purpose="report the true accuracy and rank of the top cells")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                    help="override a setting of the run, e.g. --set search.generations=5")
     p.add_argument("--name", default="search",
@@ -53,11 +52,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
     st = pipeline.open_run(args.run_dir, overrides=overrides)
-    truth = None
-    if args.ground_truth:
-        from efsnas.evaluate.ranking import load_ground_truth
-
-        truth = load_ground_truth(args.ground_truth)
+    truth = ground_truth_from_args(args)
     scorer = pipeline.make_scorer(st)
     result = pipeline.search(st, scorer, truth=truth, name=args.name)
     result["config"] = st.cfg.search.model_dump()

@@ -12,9 +12,9 @@ subspace the mean predicted score against the mean true accuracy.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
+import os
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -23,6 +23,7 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
 from efsnas.errors import UsageError
+from efsnas.evaluate import benchmark_files as B
 
 # (name, which end of the ground-truth ranking, fraction of the shared cells)
 SUBSETS = (("top_1%", "top", 0.01), ("top_50%", "top", 0.5), ("bottom_50%", "bottom", 0.5))
@@ -175,15 +176,6 @@ def _best_predicted(cells: list[str], x: list[float], truth: Mapping[str, float]
 
 # ---- ground truth files ------------------------------------------------------------------------
 
-OFFICIAL_SUFFIXES = (".pth", ".pickle", ".pbz2", ".pkl")
-OFFICIAL_PREFIXES = ("nas-bench-201", "nats-tss", "nats-sss")
-
-
-def _is_official(path: Path) -> bool:
-    name = path.name.lower()
-    return path.is_dir() or name.endswith(OFFICIAL_SUFFIXES) or name.startswith(OFFICIAL_PREFIXES)
-
-
 def validate_scores(data, what: str) -> dict[str, float]:
     """A non-empty JSON object of cell string -> number (NaN allowed), else UsageError."""
     if not isinstance(data, dict) or not data:
@@ -197,14 +189,29 @@ def validate_scores(data, what: str) -> dict[str, float]:
     return {k: float(v) for k, v in data.items()}
 
 
-def load_ground_truth(path: str) -> dict[str, float]:
-    """Cell -> accuracy from a JSON mapping, or CIFAR-10 test accuracy (200 epochs, mean over
-    seeds) from an official NAS-Bench-201 / NATS-Bench file when its package is installed."""
+def load_ground_truth(path: str | os.PathLike, *, dataset: str | None = None,
+                      metric: str | None = None, hp: str | None = None) -> dict[str, float]:
+    """Cell -> accuracy from a JSON mapping or an official benchmark file.
+
+    An official NAS-Bench-201 / NATS-Bench (topology) file gives the `metric` ("test" or
+    "valid") accuracy on `dataset` ("cifar10", "cifar100" or "ImageNet16-120") after the `hp`
+    schedule ("200" or "12" epochs), mean over seeds; None means cifar10, test, 200 (see
+    efsnas.evaluate.benchmark_files). A JSON mapping holds one accuracy per cell, so naming a
+    dataset, metric or hp with one is a UsageError rather than silently ignored.
+    """
+    B.check_column(dataset=dataset, metric=metric, hp=hp)
     p = Path(path)
     if not p.exists():
         raise UsageError(f"ground truth {p} does not exist")
-    if _is_official(p):
-        return _load_official(p)
+    if B.is_official(p):
+        given = {"dataset": dataset, "metric": metric, "hp": hp}
+        return B.load_official(p, **{k: v or B.DEFAULTS[k] for k, v in given.items()})
+    named = [f"{k}={v}" for k, v in (("dataset", dataset), ("metric", metric), ("hp", hp)) if v]
+    if named:
+        raise UsageError(f"{', '.join(named)} selects a column of an official NAS-Bench-201 / "
+                         f"NATS-Bench file, but ground truth {p} is a JSON mapping with one "
+                         "accuracy per cell; leave --dataset/--metric out, or pass the "
+                         "official file")
     try:
         data = json.loads(p.read_text())
     except UnicodeDecodeError:
@@ -214,47 +221,3 @@ def load_ground_truth(path: str) -> dict[str, float]:
     except json.JSONDecodeError as e:
         raise UsageError(f"ground truth {p} is not valid JSON (line {e.lineno}: {e.msg})") from None
     return validate_scores(data, f"ground truth {p}")
-
-
-def _open_with(pkg: str, p: Path):
-    if pkg == "nats_bench":
-        from nats_bench import create
-
-        return create(str(p), "tss", fast_mode=True, verbose=False)
-    from nas_201_api import NASBench201API
-
-    return NASBench201API(str(p), verbose=False)
-
-
-def _open_benchmark(p: Path):
-    """The benchmark API object for an official file; the file name says which package to try
-    first."""
-    name = p.name.lower()
-    nb201_first = name.endswith(".pth") or name.startswith("nas-bench-201")
-    order = ("nas_201_api", "nats_bench") if nb201_first else ("nats_bench", "nas_201_api")
-    for pkg in order:
-        if importlib.util.find_spec(pkg) is None:
-            continue
-        try:
-            return _open_with(pkg, p)
-        except Exception as e:  # the packages raise bare assertions and pickle errors
-            raise UsageError(f"could not read {p} with {pkg}: {type(e).__name__}: {e}") from None
-    raise UsageError(
-        f"{p} looks like an official NAS-Bench-201 / NATS-Bench file; reading it needs "
-        "`pip install nats_bench` (or nas-bench-201), or export a JSON mapping cell -> "
-        "CIFAR-10 test accuracy and pass that instead"
-    )
-
-
-def _load_official(p: Path) -> dict[str, float]:
-    api = _open_benchmark(p)
-    out = {}
-    for i in range(len(api)):
-        try:
-            info = api.get_more_info(i, "cifar10", hp="200", is_random=False)
-        except TypeError:  # NAS-Bench-201 v1.0 API: (index, dataset, iepoch, use_12epochs, random)
-            info = api.get_more_info(i, "cifar10", None, False, False)
-        out[api.arch(i)] = float(info["test-accuracy"])
-    if not out:
-        raise UsageError(f"{p}: the benchmark API returned no architectures")
-    return out
