@@ -84,6 +84,7 @@ CASES = [  # (id, argv with placeholders, text the message must hold)
     ("foreign-width", ["search", "{root}/other-width"], "another configuration"),
     ("damaged-gz", ["run", "--preset", "tiny", "--data", "fashion-mnist", "--data-root",
                     "{root}/fmnist", "--out", "{root}/x"], "cannot read IDX"),
+    ("out-is-a-file", ["train", "--preset", "tiny", "--out", "{root}/keep.json"], "keep.json"),
     ("long-input", ["space", "nb201", "--draw", "|" + "x" * 5000 + "|", "--out",
                     "{root}/c.png"], "expected 3 node groups"),
 ]

@@ -139,3 +139,13 @@ def test_fsnas_transfer_in_train_warms_up_one_shot_first(tmp_path):
         assert mine.keys() == one.keys()
         same = [n for n in one if torch.equal(mine[n], one[n])]
         assert 0 < len(same) < len(one), k
+
+
+def test_a_half_written_metrics_line_does_not_stop_a_resume(tmp_path):
+    out = tmp_path / "r"
+    assert main(["train", "--preset", "tiny", "--out", str(out)]) == 0
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 2, "loss": [0.')  # a kill during the append
+    assert main(["train", "--preset", "tiny", "--out", str(out), "--epochs", "2"]) == 0
+    epochs = [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]
