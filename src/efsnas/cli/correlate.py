@@ -44,6 +44,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _title(predictions: str, criterion: str) -> str:
+    """The plot's title: the run the scores came from (the evaluator's meta), not a path."""
+    from pathlib import Path
+
+    data = read_json(predictions, "predictions")
+    meta = data.get("meta", {}) if isinstance(data, dict) else {}
+    run = Path(meta["run"]).name if meta.get("run") else Path(predictions).stem
+    images = f", {meta['images']:,} held-out images" if meta.get("images") else ""
+    return f"supernet ranking of run {run} ({criterion} split{images})"
+
+
 def load_predictions(path: str) -> dict[str, float]:
     from efsnas.evaluate.ranking import validate_scores
 
@@ -85,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         from efsnas.evaluate.plots import scatter_plot
 
         scatter_plot(predicted, truth, args.plot, subspace_of=subspace_of,
-                     title=f"{args.predictions} ({split.criterion} split)")
+                     title=_title(args.predictions, split.criterion))
     if args.json:
         print(json.dumps(stats, indent=1))
     else:
