@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +103,7 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, *, force: bool, is_main: bool
                             "best_cell.*"):
                 for path in run_dir.glob(pattern):
                     path.unlink()
+            shutil.rmtree(run_dir / "warmup", ignore_errors=True)  # FS-NAS transfer's stage
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg_path.write_text(dump_config(cfg))
 
