@@ -75,6 +75,11 @@ def test_run_ends_with_a_verified_answer(tiny_run):
         assert r["retrained_test_accuracy"]["std"] is None
         assert r["retrained_test_accuracy"]["runs"] == [r["retrained_test_accuracy"]["mean"]]
     assert "| found |" in (tiny_run / "verify.md").read_text()
+    # the retrained weights are kept, so `efsnas export` ships them
+    from efsnas.export import retrained_path
+
+    found = space.parse(v["rows"][0]["cell"])
+    assert retrained_path(tiny_run, space, found, seed=0).exists()
 
 
 def test_search_with_flops_limit_and_ground_truth(tiny_run, tmp_path):

@@ -94,6 +94,7 @@ def _verify(st, scorer, best: dict) -> dict:
     """Retrain the found subnet and the references at the verification budget (resumable)."""
     from efsnas import pipeline
     from efsnas import verify as V
+    from efsnas.export import retrained_path
 
     v, cfg = st.cfg.verify, st.cfg
     recipe = cfg.retrain.model_copy(update={
@@ -109,9 +110,10 @@ def _verify(st, scorer, best: dict) -> dict:
         return pipeline.describe_subnet(st.space, subnet, subspace=st.split.subspaces[k].name,
                                         supernet_estimate=scorer.score([subnet])[0])
 
-    def train_one(subnet, seed):
-        return pipeline.retrain_subnet(vcfg, st.space, st.data, subnet, seed=seed,
-                                       device=st.device)
+    def train_one(subnet, seed):  # weights kept for `efsnas export CELL RUN`
+        return pipeline.retrain_subnet(
+            vcfg, st.space, st.data, subnet, seed=seed, device=st.device,
+            weights=retrained_path(st.run_dir, st.space, subnet, seed=seed))
 
     identity = {"retrain": recipe.model_dump(), "verify": v.model_dump(),
                 "data": cfg.data.model_dump(), "space": cfg.space.model_dump()}
