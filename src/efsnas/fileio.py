@@ -38,8 +38,9 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None =
 
 
 class FolderLock:
-    """An exclusive lock on a run folder for as long as this process lives (or `release()`):
-    two commands writing the same folder at once would interleave epochs and results."""
+    """An exclusive lock on a run folder until `release_all()` (the CLI calls it when a command
+    ends) or the process exits: two commands writing the same folder at once would interleave
+    epochs and results."""
 
     _held: dict[str, IO] = {}
 

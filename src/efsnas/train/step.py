@@ -71,12 +71,11 @@ def train_step(
     if scaler is not None:
         scaler.unscale_(optimizer)
     if grad_clip:
-        # Clip each supernet on its own, so one supernet's gradient never shrinks another's.
-        for k in sorted({k for k, _ in draws}):
-            params = [p for p in modules[k].parameters() if p.grad is not None]
+        # Clip each supernet module on its own, so one supernet's gradient never shrinks
+        # another's; a shared structure is one module, clipped once.
+        for m in {id(modules[k]): modules[k] for k, _ in draws}.values():
+            params = [p for p in m.parameters() if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            if len({id(m) for m in modules}) == 1:
-                break  # one shared module: clipping it once is all
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
