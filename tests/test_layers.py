@@ -98,3 +98,38 @@ def test_memory_format_resolution(mode, device, space_hint, expected):
     space = create_space("nb201", C=4, N=1)
     space.channels_last_on_cpu = space_hint  # instance attribute: this test's space only
     assert channels_last_for(cfg.train.channels_last, space, torch.device(device)) is expected
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_stacked_edges_match_edge_by_edge(channels_last):
+    """Convolutions leaving one node run stacked (one ReLU, one convolution per kernel size, one
+    batch norm) and poolings leaving one node run once: same loss and gradients as computing
+    each edge on its own."""
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    net = NB201Supernet(C=5, N=1, num_classes=4).to(memory_format=fmt)
+    plain = NB201Supernet(C=5, N=1, num_classes=4).to(memory_format=fmt)
+    plain.load_state_dict(net.state_dict())
+    for layer in plain.body.layers:
+        if hasattr(layer, "stack"):
+            layer.stack = False
+    x = torch.randn(6, 3, 16, 16).contiguous(memory_format=fmt)
+    y = torch.randint(0, 4, (6,))
+    # node 0 feeds edges 0, 1, 3 and node 1 feeds edges 2, 4: three 3x3 convolutions from node 0,
+    # mixed kernels, pools from one node, and a random mix
+    cells = [(3, 3, 2, 3, 2, 1), (2, 3, 3, 2, 3, 4), (4, 4, 1, 4, 4, 3), (3, 4, 2, 2, 0, 3)]
+    rng = random.Random(1)
+    cells += [tuple(rng.randrange(5) for _ in range(6)) for _ in range(4)]
+    for cell in cells:
+        for m in (net, plain):
+            m.zero_grad()
+        loss = F.cross_entropy(net(x, cell), y)
+        loss.backward()
+        ref = F.cross_entropy(plain(x, cell), y)
+        ref.backward()
+        torch.testing.assert_close(loss, ref, atol=1e-5, rtol=1e-5)
+        for (name, p), q in zip(plain.named_parameters(), net.parameters()):
+            if p.grad is None:
+                assert q.grad is None, name
+            else:
+                torch.testing.assert_close(q.grad, p.grad, atol=1e-4, rtol=1e-3, msg=name)

@@ -91,6 +91,13 @@ class _BatchStatNormRows(torch.autograd.Function):
         return _nchw(gx, grad), None
 
 
+def batch_stat_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Batch norm from batch statistics, no affine, no running statistics, any channel count."""
+    if x.shape[1] % 8 and _cpu_channels_last(x):
+        return _BatchStatNormRows.apply(x, eps)
+    return F.batch_norm(x, None, None, training=True, eps=eps)
+
+
 class BatchNorm2d(nn.BatchNorm2d):
     """nn.BatchNorm2d; without affine parameters and running statistics, a CPU channels_last
     input whose channel count is not a multiple of 8 takes the fast path above."""
