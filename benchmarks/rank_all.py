@@ -22,8 +22,8 @@ import torch
 
 from efsnas import create_criterion, create_space
 from efsnas.evaluate.scorer import SubnetScorer
+from efsnas.execution import Execution, channels_last_for, tune_cpu_allocator
 from efsnas.supernets import FewShotSupernets
-from efsnas.train.step import autocast_for, channels_last_for
 
 
 def main() -> None:
@@ -35,8 +35,13 @@ def main() -> None:
     p.add_argument("--memory-format", default="auto",
                    choices=["auto", "contiguous", "channels_last"],
                    help="auto: as efsnas scores (channels_last on CUDA and where the space says)")
+    p.add_argument("--allocator", default="tuned", choices=["tuned", "system"],
+                   help="tuned: glibc thresholds as efsnas sets them (efsnas.execution); "
+                        "system: glibc's defaults")
     p.add_argument("--out", default="benchmarks/results/rank_all.json")
     a = p.parse_args()
+    if a.allocator == "tuned":
+        tune_cpu_allocator()
     dev = torch.device(a.device)
     space = create_space("nb201", C=16, N=5, input_size=32, num_classes=10)
     split = create_criterion("nonlinearity", groups="0,1/2/3", width_divisor=3).split(space)
@@ -57,7 +62,8 @@ def main() -> None:
         y = torch.randint(0, 10, (n,), device=dev)
         batches = [(x[i:i + a.batch].contiguous(memory_format=torch.channels_last) if cl
                     else x[i:i + a.batch], y[i:i + a.batch]) for i in range(0, n, a.batch)]
-        scorer = SubnetScorer(nets, batches, autocast=lambda: autocast_for(dev, True, "bfloat16"))
+        execution = Execution(dev, channels_last=cl, amp=dev.type == "cuda")  # bf16 on CUDA
+        scorer = SubnetScorer(nets, batches, execution=execution)
         timed = classes[:limit] if limit else classes
         scorer.score(timed[:3])  # warm-up
         if dev.type == "cuda":
@@ -84,7 +90,8 @@ def main() -> None:
               f"{' (extrapolated)' if limit else ''}", flush=True)
     with open(a.out, "w") as f:
         json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                   "classes": len(classes), "rows": rows}, f, indent=1)
+                   "classes": len(classes), "allocator": a.allocator, "rows": rows}, f,
+                  indent=1)
 
 
 if __name__ == "__main__":

@@ -33,12 +33,13 @@ import time
 import torch
 
 from efsnas import create_criterion, create_space
+from efsnas.execution import Execution, channels_last_for, tune_cpu_allocator
 from efsnas.layers import AvgPool3x3, BatchNorm2d
 from efsnas.sampling import create_sampler
 from efsnas.spaces.nb201.cell import EDGES, OPS
 from efsnas.spaces.nb201.network import NB201Supernet
 from efsnas.supernets import FewShotSupernets
-from efsnas.train.step import autocast_for, build_optimizer, channels_last_for, train_step
+from efsnas.train.step import build_optimizer, train_step
 
 MODES = {"auto": "auto", "contiguous": "off", "channels_last": "on"}  # --memory-format -> train.channels_last
 
@@ -110,8 +111,7 @@ def measure(config: str, batch: int, device: str, steps: int, memory_format: str
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=dev)
     modules = [nets.supernet(k) for k in range(len(nets))]
-    def amp():
-        return autocast_for(dev, not naive, "bfloat16")
+    amp = Execution(dev, amp=not naive and dev.type == "cuda").autocast  # bf16 on CUDA
 
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     for step in range(warmup):
@@ -158,12 +158,17 @@ def main() -> None:
                    help="one-shot width C (the K=3 supernets get C // 3)")
     p.add_argument("--memory-format", default="auto",
                    choices=["auto", "contiguous", "channels_last"])
+    p.add_argument("--allocator", default="tuned", choices=["tuned", "system"],
+                   help="tuned: glibc thresholds as efsnas sets them (efsnas.execution); "
+                        "system: glibc's defaults")
     p.add_argument("--out", default="benchmarks/results/train_step.json")
     p.add_argument("--profile", metavar="DIR",
                    help="also write a torch.profiler table per configuration into DIR")
     p.add_argument("--one", help=argparse.SUPPRESS)  # child process: config:batch
     a = p.parse_args()
     if a.one:
+        if a.allocator == "tuned":
+            tune_cpu_allocator()
         config, batch = a.one.split(":")
         print(json.dumps(measure(config, int(batch), a.device, a.steps, a.memory_format,
                                  a.profile, a.width)))
@@ -173,7 +178,8 @@ def main() -> None:
         for config in a.configs.split(","):
             out = subprocess.run([sys.executable, __file__, "--one", f"{config}:{batch}",
                                   "--device", a.device, "--steps", str(a.steps),
-                                  "--memory-format", a.memory_format, "--width", str(a.width)]
+                                  "--memory-format", a.memory_format, "--width", str(a.width),
+                                  "--allocator", a.allocator]
                                  + (["--profile", a.profile] if a.profile else []),
                                  capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -193,6 +199,7 @@ def main() -> None:
             ratios[f"naive5_over_balanced_b{batch}"] = (by["naive5"]["seconds_per_step"]
                                                         / by["balanced"]["seconds_per_step"])
     result = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+              "allocator": a.allocator,
               "machine": platform.processor() or platform.machine(), "rows": rows,
               "ratios": ratios,
               "goals": {"sbs_over_oneshot": "<= 1.0", "naive_over_oneshot": ">= 3.0",

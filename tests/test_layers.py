@@ -92,7 +92,7 @@ def test_supernet_in_channels_last_matches_contiguous():
 def test_memory_format_resolution(mode, device, space_hint, expected):
     from efsnas import create_space
     from efsnas.config import RunConfig
-    from efsnas.train.step import channels_last_for
+    from efsnas.execution import channels_last_for
 
     cfg = RunConfig.model_validate({"train": {"channels_last": mode}})
     space = create_space("nb201", C=4, N=1)
@@ -133,3 +133,17 @@ def test_stacked_edges_match_edge_by_edge(channels_last):
                 assert q.grad is None, name
             else:
                 torch.testing.assert_close(q.grad, p.grad, atol=1e-4, rtol=1e-3, msg=name)
+
+
+def test_fast_paths_train_after_scoring_at_a_new_width():
+    """Tensors the fast paths cache (batch-norm summers, pooling counts) are first built while
+    scoring, under inference mode, and must still serve a training step afterwards."""
+    net = NB201Supernet(C=7, N=1, num_classes=3).to(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    cell = (3, 3, 4, 3, 4, 1)  # stacked convolutions (21 channels) and pooling at 16x16
+    with torch.inference_mode():
+        scored = net(x, cell)
+    loss = F.cross_entropy(net(x, cell), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    torch.testing.assert_close(net(x, cell).detach(), scored)
+    assert all(p.grad is not None for p in net.body.stem.parameters())

@@ -23,7 +23,6 @@ from efsnas.errors import UsageError
 from efsnas.evaluate.plots import save_figure
 from efsnas.fileio import write_json_atomic
 from efsnas.supernets import FewShotSupernets
-from efsnas.train.step import channels_last_for
 
 
 @dataclass(frozen=True)
@@ -122,15 +121,15 @@ class _Stages:
         self.cfg, self.data, self.space, self.device = cfg, data, space, device
         self.run_dir, self.log = run_dir, log
         self.train_seconds = 0.0
-        self.channels_last = channels_last_for(cfg.train.channels_last, space, device)
+        self.execution = pipeline.execution_for(cfg, space, device)
 
     def train(self, nets: FewShotSupernets, *, stage: int, start: int, until: int,
               sampler: str) -> FewShotSupernets:
         identity = {**self.cfg.training_identity(), "stage": stage,
                     "split": nets.split.describe()}
         trainer = pipeline.build_trainer(self.cfg, nets, self.data, self.run_dir / f"stage{stage}",
-                                         self.device, sampler=sampler, identity=identity,
-                                         channels_last=self.channels_last, tensorboard=False)
+                                         self.execution, sampler=sampler, identity=identity,
+                                         tensorboard=False)
         if not trainer.resume():
             trainer.epoch = start
         if trainer.epoch < until:
@@ -168,9 +167,8 @@ def train_variant(cfg: RunConfig, v: Variant, data, space, device, run_dir: Path
         warm = pipeline.transfer_warmup_epochs(cfg)
         if warm:
             t0 = time.time()
-            pipeline.warm_up_from_oneshot(cfg, nets, data, run_dir / "stage0", device,
-                                          epochs=warm, channels_last=stages.channels_last,
-                                          log_fn=log)
+            pipeline.warm_up_from_oneshot(cfg, nets, data, run_dir / "stage0", stages.execution,
+                                          epochs=warm, log_fn=log)
             stages.train_seconds += time.time() - t0
         nets = stages.train(nets, stage=1, start=warm, until=t.epochs, sampler=v.sampler)
     elif v.criterion == "gmnas":
@@ -241,12 +239,9 @@ def score_cells(nets: FewShotSupernets, data, cfg: RunConfig, device, cells: lis
     """Top-1 of every cell with its own supernet (one pass per equivalence class)."""
     from efsnas.evaluate.scorer import SubnetScorer
 
-    cl = channels_last_for(cfg.train.channels_last, nets.space, device)
-    if cl:
-        nets.to(memory_format=torch.channels_last)
-    scorer = SubnetScorer(nets.to(device),
-                          pipeline.heldout_batches_for(cfg, data, device, channels_last=cl),
-                          bn=cfg.eval.bn)
+    execution = pipeline.execution_for(cfg, nets.space, device)
+    scorer = SubnetScorer(execution.module(nets), pipeline.heldout_batches_for(cfg, data, execution),
+                          bn=cfg.eval.bn, execution=execution)
     space = nets.space
     return {space.format(c): s for c, s in zip(cells, scorer.score(cells))}
 

@@ -47,7 +47,9 @@ def _summer(k: int, c: int, like: torch.Tensor) -> torch.Tensor:
     key = (k, c, like.dtype, like.device)
     m = _SUMMERS.get(key)
     if m is None:
-        m = _SUMMERS[key] = torch.kron(torch.ones(k, k), torch.eye(c)).to(like)
+        # a normal tensor even when first needed while scoring: training saves it for backward
+        with torch.inference_mode(False):
+            m = _SUMMERS[key] = torch.kron(torch.ones(k, k), torch.eye(c)).to(like)
     return m
 
 
@@ -148,9 +150,10 @@ class AvgPool3x3(nn.AvgPool2d):
         key = (x.shape[-2], x.shape[-1], x.dtype, x.device)
         r = self._reciprocal_counts.get(key)
         if r is None:
-            ones = torch.ones(1, 1, *key[:2], dtype=x.dtype, device=x.device)
-            counts = F.avg_pool2d(ones, 3, 1, 1, count_include_pad=False, divisor_override=1)
-            r = self._reciprocal_counts[key] = counts.reciprocal()
+            with torch.inference_mode(False):  # cached: also used by training after scoring
+                ones = torch.ones(1, 1, *key[:2], dtype=x.dtype, device=x.device)
+                counts = F.avg_pool2d(ones, 3, 1, 1, count_include_pad=False, divisor_override=1)
+                r = self._reciprocal_counts[key] = counts.reciprocal()
         return r
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

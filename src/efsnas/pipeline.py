@@ -16,12 +16,12 @@ from efsnas.api.search_space import SearchSpace
 from efsnas.api.split import Split
 from efsnas.config import RunConfig, dump_config, load_run_config, scaled_lr
 from efsnas.errors import UsageError
+from efsnas.execution import Execution, resolve_execution
 from efsnas.fileio import FolderLock, file_fingerprint
 from efsnas.registry import create_criterion, create_space, lookup
 from efsnas.sampling import create_sampler
 from efsnas.supernets import FewShotSupernets
 from efsnas.train.distributed import DistContext, init_distributed
-from efsnas.train.step import autocast_for, channels_last_for
 from efsnas.train.trainer import SupernetTrainer
 
 log = logging.getLogger("efsnas")
@@ -35,16 +35,18 @@ class Setup:
     space: SearchSpace
     split: Split
     supernets: FewShotSupernets
-    device: torch.device
+    execution: Execution
     dist: DistContext
 
     @property
-    def autocast(self):
-        return lambda: autocast_for(self.device, self.cfg.train.amp, self.cfg.train.amp_dtype)
+    def device(self) -> torch.device:
+        return self.execution.device
 
-    @property
-    def channels_last(self) -> bool:
-        return channels_last_for(self.cfg.train.channels_last, self.space, self.device)
+
+def execution_for(cfg: RunConfig, space: SearchSpace, device: torch.device) -> Execution:
+    t = cfg.train
+    return resolve_execution(device, space, amp=t.amp, amp_dtype=t.amp_dtype,
+                             channels_last=t.channels_last, cpu_allocator=t.cpu_allocator)
 
 
 def load_data_for(cfg: RunConfig):
@@ -120,12 +122,13 @@ def setup(cfg: RunConfig, *, force: bool = False) -> Setup:
     dist.barrier()
     torch.manual_seed(cfg.train.seed)  # same initial weights on every rank and every rerun
     supernets = build_supernets(cfg, split)
-    return Setup(cfg, run_dir, data, space, split, supernets, device, dist)
+    return Setup(cfg, run_dir, data, space, split, supernets, execution_for(cfg, space, device),
+                 dist)
 
 
 def build_trainer(cfg: RunConfig, supernets: FewShotSupernets, data, run_dir: Path,
-                  device: torch.device, *, sampler: str, identity: dict,
-                  channels_last: bool = False, tensorboard: bool | None = None,
+                  execution: Execution, *, sampler: str, identity: dict,
+                  tensorboard: bool | None = None,
                   dist: DistContext | None = None) -> SupernetTrainer:
     """A trainer for `supernets` with the config's recipe (also used by staged criteria)."""
     t = cfg.train
@@ -137,16 +140,16 @@ def build_trainer(cfg: RunConfig, supernets: FewShotSupernets, data, run_dir: Pa
         nesterov=t.nesterov, weight_decay=t.weight_decay, wd_weights_only=t.wd_weights_only,
         label_smoothing=t.label_smoothing, grad_clip=t.grad_clip, zero_grad=t.zero_grad,
         seed=t.seed,
-        steps_per_epoch=t.steps_per_epoch, device=device, amp=t.amp, amp_dtype=t.amp_dtype,
-        channels_last=channels_last, augment=data.augment if cfg.data.augment else None,
+        steps_per_epoch=t.steps_per_epoch, execution=execution,
+        augment=data.augment if cfg.data.augment else None,
         tensorboard=t.tensorboard if tensorboard is None else tensorboard, progress=t.progress,
         dist=dist)
 
 
 def make_trainer(st: Setup) -> SupernetTrainer:
-    return build_trainer(st.cfg, st.supernets, st.data, st.run_dir, st.device,
+    return build_trainer(st.cfg, st.supernets, st.data, st.run_dir, st.execution,
                          sampler=st.cfg.train.sampler, identity=st.cfg.training_identity(),
-                         channels_last=st.channels_last, dist=st.dist)
+                         dist=st.dist)
 
 
 def transfer_warmup_epochs(cfg: RunConfig) -> int:
@@ -157,16 +160,15 @@ def transfer_warmup_epochs(cfg: RunConfig) -> int:
 
 
 def warm_up_from_oneshot(cfg: RunConfig, supernets: FewShotSupernets, data, run_dir: Path,
-                         device: torch.device, *, epochs: int, channels_last: bool = False,
+                         execution: Execution, *, epochs: int,
                          dist: DistContext | None = None, log_fn=print) -> None:
     """FS-NAS transfer: train a one-shot supernet (its own resumable folder `run_dir`) for
     `epochs` of the full cosine schedule, then copy its weights into every supernet."""
     one = FewShotSupernets(create_criterion(
         "oneshot", width_divisor=supernets.split.width_divisor).split(supernets.space))
     identity = {**cfg.training_identity(), "stage": "one-shot warm-up"}
-    trainer = build_trainer(cfg, one, data, run_dir, device, sampler="uniform",
-                            identity=identity, channels_last=channels_last, tensorboard=False,
-                            dist=dist)
+    trainer = build_trainer(cfg, one, data, run_dir, execution, sampler="uniform",
+                            identity=identity, tensorboard=False, dist=dist)
     trainer.resume()
     if trainer.epoch < epochs:
         log_fn(f"FS-NAS transfer: one-shot warm-up for {epochs} epoch(s) in {run_dir}")
@@ -182,8 +184,8 @@ def train(st: Setup, *, log_fn=print) -> dict:
     resumed = trainer.resume()
     warm = transfer_warmup_epochs(st.cfg)
     if not resumed and warm:
-        warm_up_from_oneshot(st.cfg, st.supernets, st.data, st.run_dir / "warmup", st.device,
-                             epochs=warm, channels_last=st.channels_last, dist=st.dist,
+        warm_up_from_oneshot(st.cfg, st.supernets, st.data, st.run_dir / "warmup", st.execution,
+                             epochs=warm, dist=st.dist,
                              log_fn=log_fn if st.dist.is_main else (lambda *a: None))
         trainer.epoch = warm  # the split supernets continue the one schedule
     if resumed and st.dist.is_main:
@@ -198,16 +200,16 @@ def train(st: Setup, *, log_fn=print) -> dict:
 
 
 def heldout_batches(st: Setup):
-    return heldout_batches_for(st.cfg, st.data, st.device, channels_last=st.channels_last)
+    return heldout_batches_for(st.cfg, st.data, st.execution)
 
 
-def heldout_batches_for(cfg: RunConfig, data, device: torch.device, *,
-                        channels_last: bool = False):
+def heldout_batches_for(cfg: RunConfig, data, execution: Execution):
     """The held-out scoring set, materialised once on the device."""
     ho = data.heldout
     if cfg.eval.max_images is not None and cfg.eval.max_images < len(ho):
         ho = ho.subset(range(cfg.eval.max_images))
-    return ho.fixed_batches(cfg.eval.batch_size, device=device, channels_last=channels_last)
+    return ho.fixed_batches(cfg.eval.batch_size, device=execution.device,
+                            channels_last=execution.channels_last)
 
 
 def make_scorer(st: Setup):
@@ -219,12 +221,12 @@ def make_scorer(st: Setup):
         for i, b in enumerate(st.data.train.batches(st.cfg.eval.batch_size, shuffle=True,
                                                     seed=st.cfg.train.seed + 1, epoch=0,
                                                     augment=None, device=st.device,
-                                                    channels_last=st.channels_last)):
+                                                    channels_last=st.execution.channels_last)):
             if i >= st.cfg.eval.recal_batches:
                 break
             recal.append(b)
     return SubnetScorer(st.supernets, heldout_batches(st), bn=st.cfg.eval.bn,
-                        recal_batches=recal, autocast=st.autocast)
+                        recal_batches=recal, execution=st.execution)
 
 
 def describe_subnet(space: SearchSpace, subnet, **extra) -> dict:
@@ -262,10 +264,9 @@ def open_run(run_dir: str | Path, *, overrides: list[str] | None = None) -> Setu
     if state["epoch"] < cfg.train.epochs and dist.is_main:
         log.warning("%s: supernets trained %d of %d epochs", run_dir, state["epoch"],
                     cfg.train.epochs)
-    st = Setup(cfg, run_dir, ds, space, split, supernets.to(device), device, dist)
-    if st.channels_last:
-        supernets.to(memory_format=torch.channels_last)
-    return st
+    execution = execution_for(cfg, space, device)
+    execution.module(supernets)
+    return Setup(cfg, run_dir, ds, space, split, supernets, execution, dist)
 
 
 def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: int,
@@ -282,8 +283,7 @@ def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: in
     train_set = data.train
     if r.max_train is not None and r.max_train < len(train_set):
         train_set = train_set.subset(range(r.max_train))
-    autocast = lambda: autocast_for(device, cfg.train.amp, cfg.train.amp_dtype)  # noqa: E731
-    cl = channels_last_for(cfg.train.channels_last, space, device)
+    execution = execution_for(cfg, space, device)
     scale = scaled_lr(1.0, r.lr_batch, r.batch_size, dist.world_size if dist else 1)
     summary = train_network(
         net, train_set, epochs=r.epochs, batch_size=r.batch_size, lr=r.lr * scale,
@@ -291,10 +291,11 @@ def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: in
         momentum=r.momentum, nesterov=r.nesterov, weight_decay=r.weight_decay,
         wd_weights_only=r.wd_weights_only, label_smoothing=r.label_smoothing,
         grad_clip=r.grad_clip, augment=data.augment if cfg.data.augment else None, seed=seed,
-        device=device, autocast=autocast, channels_last=cl, progress=progress, dist=dist)
+        execution=execution, progress=progress, dist=dist)
     evaluated = data.test if data.test is not None else data.heldout
-    batches = evaluated.fixed_batches(cfg.eval.batch_size, device=device, channels_last=cl)
-    top1, loss = accuracy(net, batches, autocast=autocast)
+    batches = evaluated.fixed_batches(cfg.eval.batch_size, device=device,
+                                      channels_last=execution.channels_last)
+    top1, loss = accuracy(net, batches, execution=execution)
     if weights is not None and (dist is None or dist.is_main):
         from efsnas.export import save_weights
 

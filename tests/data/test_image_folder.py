@@ -24,7 +24,10 @@ def test_in_memory_load_pixels_and_labels(image_tree):
     for i, colour in enumerate(CLASS_COLOURS.values()):  # a solid colour per class, CHW
         assert s.images[6 * i, :, 5, 7].tolist() == list(colour)
     assert s.images[6 * 2 + 4, :, 0, 0].tolist() == [4, 4, 4]  # the id pixel of dog/004.png
-    assert len(s.mean) == 3 and all(0 < v < 1 for v in s.std)
+    # per-channel statistics in [0, 1] units, computed independently (population std)
+    ref = s.images.double().div(255).permute(1, 0, 2, 3).reshape(3, -1)
+    assert s.mean == pytest.approx(ref.mean(dim=1).tolist(), abs=1e-9)
+    assert s.std == pytest.approx(ref.std(dim=1, unbiased=False).tolist(), abs=1e-6)
 
 
 def test_validation_tree_uses_the_training_classes(image_tree, tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import efsnas.data.registry as registry
-from efsnas.data import DataBundle, ImageFolderStream, ImageSet, load_data
+from efsnas.data import ImageFolderStream, ImageSet, load_data
 from efsnas.errors import DataError, UsageError
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -16,10 +16,13 @@ def image_ids(s: ImageSet) -> list[int]:
 
 def test_half_split_is_disjoint_complete_and_seeded(cifar10_dir):
     b = load_data("cifar10", root=str(cifar10_dir.parent), seed=0)
-    assert isinstance(b, DataBundle) and b.name == "cifar10"
+    assert (b.name, b.num_classes, b.in_channels, b.image_size) == ("cifar10", 10, 3, 32)
     assert (len(b.train), len(b.heldout), len(b.test)) == (10, 10, 6)
     tr, ho = image_ids(b.train), image_ids(b.heldout)
     assert not set(tr) & set(ho) and sorted(tr + ho) == list(range(20))
+    # each image keeps its own label (the writer labels image i with i % 10)
+    assert b.train.labels.tolist() == [i % 10 for i in tr]
+    assert b.heldout.labels.tolist() == [i % 10 for i in ho]
     again = load_data("cifar10", root=str(cifar10_dir), seed=0)
     assert image_ids(again.train) == tr and image_ids(again.heldout) == ho
     other = load_data("cifar10", root=str(cifar10_dir), seed=1)

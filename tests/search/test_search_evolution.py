@@ -172,12 +172,25 @@ def test_state_of_another_search_is_refused(toy_space, objective, tmp_path):
 
 
 def test_generation_reports(toy_space, objective, caplog):
-    infos = []
+    infos, scores, expected = [], [], []
+
+    def recording(batch):
+        out = objective(batch)
+        scores.extend(out)
+        return out
+
+    def report(info):
+        infos.append(info)
+        top = sorted(scores, reverse=True)[:10]  # the searcher reports its 10 best
+        expected.append((len(scores), max(scores), sum(top) / len(top)))
+
     with caplog.at_level("INFO", logger="efsnas.search"):
         create_searcher("evolution", space=toy_space, seed=0, generations=3).run(
-            objective, on_generation=infos.append)
+            recording, on_generation=report)
     assert [i["generation"] for i in infos] == [1, 2, 3]
-    assert all(i["best"] >= i["mean_top"] for i in infos)
+    assert [(i["evaluated"], i["best"], i["mean_top"]) for i in infos] == [
+        (n, best, pytest.approx(mean)) for n, best, mean in expected]
+    assert infos[0]["best"] > infos[0]["mean_top"]  # the top 10 are not all tied
     assert [i["best"] for i in infos] == sorted(i["best"] for i in infos)  # elitist
     assert sum("generation 3," in r.getMessage() for r in caplog.records) == 1
 

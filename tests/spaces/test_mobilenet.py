@@ -64,12 +64,8 @@ def test_choices_and_size(space):
     assert space.possible_counts == tuple(range(12, 43, 2))
 
 
-def test_text_round_trip(space):
-    rng = random.Random(0)
-    for _ in range(200):
-        s = space.sample_raw(rng)
-        assert space.parse(space.format(s)) == s
-        assert space.from_index(space.index(s)) == s
+def test_text_form(space):
+    # round trips over sampled subnets: tests/contracts/test_space_contract.py
     text = "k3e6-k5e3-skip-k7e6-" + "-".join(["k3e3"] * 17)
     assert space.format(space.parse(text)) == text
     assert space.parse(text)[:4] == (1, 2, 6, 5)
@@ -132,15 +128,6 @@ def test_count_distribution_matches_method(space):
         assert counts[c] / n == pytest.approx(p, abs=0.02)
     rest = sum(v for c, v in counts.items() if c <= 32) / n
     assert rest == pytest.approx(0.05, abs=0.02)
-
-
-def test_mutate_and_crossover_stay_valid(space):
-    rng = random.Random(3)
-    a, b = space.sample(rng), space.sample(rng)
-    for _ in range(200):
-        m = space.mutate(a, rng)
-        assert m != a and space.is_valid(m)
-        assert space.is_valid(space.crossover(a, b, rng))
 
 
 def test_default_split_gives_six_subspaces_that_sample_fast(space):
@@ -208,6 +195,8 @@ def test_channel_rounding(space, tiny):
     assert rounded.channels(width_divisor=2)["stages"] == [16, 24, 40, 48, 96, 160]
     assert tiny.channels()["stages"] == [8, 12, 20, 24, 48, 80]
     assert tiny.channels(width_divisor=2)["stages"] == [4, 6, 10, 12, 24, 40]
+    assert tiny.build_supernet(width_divisor=2).describe()["channels"] == tiny.channels(
+        width_divisor=2)
     # the built supernet has the widths the plan states
     sup = space.build_supernet(width_divisor=2)
     assert sup.plan.as_dict() == half
@@ -251,34 +240,17 @@ def _randomise_bn(module: nn.Module, gen: torch.Generator) -> None:
 
 
 def test_extract_gives_the_supernet_output(tiny):
+    # sampled subnets, both widths, copies and channels_last: tests/contracts; here the widest
+    # subnet and a stage whose skippable layers are all skipped
     torch.manual_seed(0)
     sup = tiny.build_supernet()
     _randomise_bn(sup, torch.Generator().manual_seed(1))
     sup.eval()
     x = torch.randn(2, 3, 32, 32)
-    rng = random.Random(4)
-    for s in [uniform("k7e6"), with_skips("k3e3", {1, 2, 3, 9})] + [tiny.sample(rng)
-                                                                    for _ in range(3)]:
+    for s in [uniform("k7e6"), with_skips("k3e3", {1, 2, 3, 9})]:
         net = sup.extract(s).eval()
         with torch.no_grad():
             torch.testing.assert_close(net(x), sup(x, s), rtol=0, atol=1e-5)
-        # copies, not views: training the extracted network leaves the supernet alone
-        p = next(net.parameters())
-        assert p.data_ptr() != next(sup.parameters()).data_ptr()
-    # channels_last input runs and gives the same result
-    with torch.no_grad():
-        torch.testing.assert_close(sup(x.to(memory_format=torch.channels_last), s), sup(x, s),
-                                   rtol=1e-4, atol=1e-5)
-
-
-def test_extract_at_reduced_width(tiny):
-    sup = tiny.build_supernet(width_divisor=2).eval()
-    s = tiny.sample(random.Random(0))
-    net = sup.extract(s).eval()
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(net(x), sup(x, s), rtol=0, atol=1e-5)
-    assert sup.describe()["channels"] == tiny.channels(width_divisor=2)
 
 
 def test_supernet_backward_touches_only_the_chosen_ops(tiny):

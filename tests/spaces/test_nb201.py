@@ -119,11 +119,13 @@ def test_flops_and_params_agree_with_built_module(kw, all_cells):
             p.numel() for p in space.build_network(c, affine=False).parameters())
 
 
-def test_extracted_network_matches_supernet(all_cells):
+def test_extracted_network_matches_supernet_stacked_and_disconnected(nb201_space, all_cells):
+    # tests/contracts checks valid cells at N=1; here two cells a stage and disconnected cells
     space = create_space("nb201", C=4, N=2, input_size=8)
     sn = space.build_supernet()
     x = torch.randn(3, 3, 8, 8)
-    for c in random.Random(5).sample(all_cells, 5):
+    disconnected = [c for c in all_cells if not nb201_space.is_valid(c)]
+    for c in random.Random(5).sample(all_cells, 3) + disconnected[:2] + disconnected[-2:]:
         assert torch.allclose(sn.extract(c)(x), sn(x, c), atol=1e-6)
 
 
@@ -134,15 +136,3 @@ def test_supernet_widths_and_grayscale():
     assert sn(torch.randn(2, 1, 28, 28), (3,) * 6).shape == (2, 7)
     with pytest.raises(UsageError, match="divisible by 4"):
         create_space("nb201", input_size=30)
-
-
-def test_sampling_and_mutation_stay_valid(nb201_space):
-    rng = random.Random(0)
-    cells = [nb201_space.sample(rng) for _ in range(500)]
-    assert all(nb201_space.is_valid(c) for c in cells)
-    for c in cells[:100]:
-        m = nb201_space.mutate(c, rng)
-        assert m != c and nb201_space.is_valid(m)
-        x = nb201_space.crossover(c, cells[-1], rng)
-        assert nb201_space.is_valid(x)
-        assert all(g in (p, q) for g, p, q in zip(x, c, cells[-1]))

@@ -5,6 +5,7 @@ GM-NAS, which needs a warmed-up supernet, lives in efsnas.split.gmnas.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 
 from efsnas.api.search_space import SearchSpace
@@ -132,12 +133,27 @@ class EdgeOperationSplit(SplitCriterion):
             for c in range(space.choices[p])
         ]
         split = Split(space, subspaces, criterion=self.name, width_divisor=self.width_divisor)
+        # Drop choices with no valid subnet (e.g. an identity never allowed at a stage's first
+        # layer): exactly where the space can be listed, else by trying random completions.
         if space.enumerable:
-            # Drop choices with no valid subnet (e.g. an Identity that is never allowed there).
             keep = [s for s, m in zip(subspaces, split.members()) if m]
-            if len(keep) != len(subspaces):
-                split = Split(space, keep, criterion=self.name, width_divisor=self.width_divisor)
+        else:
+            keep = [s for s in subspaces if _choice_possible(space, p, s.spec["choice"])]
+        if len(keep) != len(subspaces):
+            split = Split(space, keep, criterion=self.name, width_divisor=self.width_divisor)
         return split
+
+
+def _choice_possible(space: SearchSpace, position: int, choice: int, tries: int = 256) -> bool:
+    """Whether some valid subnet takes `choice` at `position`: valid random subnets with that
+    one position changed (fixed seed, so the split is the same on every run)."""
+    rng = random.Random(0)
+    for _ in range(tries):
+        s = list(space.sample(rng))
+        s[position] = choice
+        if space.is_valid(tuple(s)):
+            return True
+    return False
 
 
 class OneShotSplit(SplitCriterion):

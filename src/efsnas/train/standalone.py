@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
-import math
 import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from efsnas.execution import CPU, Execution
 from efsnas.progress import Progress
-from efsnas.train.step import build_optimizer
+from efsnas.train.step import build_optimizer, cosine_lr, train_step
 
 
 @torch.inference_mode()
-def accuracy(net: nn.Module, batches, *, autocast=contextlib.nullcontext) -> tuple[float, float]:
+def accuracy(net: nn.Module, batches, *, execution: Execution = CPU) -> tuple[float, float]:
     """Top-1 (%) and mean loss of a network in eval mode over fixed batches."""
     net.eval()
     correct, loss, n = 0, 0.0, 0
     for x, y in batches:
-        with autocast():
+        with execution.autocast():
             logits = net(x)
         correct += int((logits.argmax(1) == y).sum())
         loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
@@ -32,21 +31,21 @@ def train_network(net: nn.Module, train_set, *, epochs: int, batch_size: int, lr
                   lr_min: float = 0.0, momentum: float = 0.9, nesterov: bool = True,
                   weight_decay: float = 5e-4, wd_weights_only: bool = False,
                   label_smoothing: float = 0.0, grad_clip: float | None = 5.0,
-                  augment: str | None = None, seed: int = 0, device: torch.device | str = "cpu",
-                  autocast=contextlib.nullcontext, channels_last: bool = False,
+                  augment: str | None = None, seed: int = 0, execution: Execution = CPU,
                   progress: bool = False, dist=None) -> dict:
-    """Plain supervised training with SGD and a per-epoch cosine schedule; returns a summary.
+    """Plain supervised training with SGD and the per-epoch cosine schedule; returns a summary.
 
+    Each step is the supernets' `train_step` with one draw, the network itself (so mixed
+    precision, its gradient scaler and clipping behave as in supernet training).
     Under torchrun (`dist` enabled) the network is wrapped in DistributedDataParallel and each
     rank reads its own share of every epoch: `batch_size` is per process, as in the recipes.
     """
     torch.manual_seed(seed)
-    device = torch.device(device)
-    net.to(device)
-    if channels_last:
-        net.to(memory_format=torch.channels_last)
+    device = execution.device
+    execution.module(net)
     opt = build_optimizer(net, lr=lr, momentum=momentum, nesterov=nesterov,
                           weight_decay=weight_decay, wd_weights_only=wd_weights_only)
+    scaler = execution.grad_scaler()
     rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
     model = net
     if world > 1:
@@ -57,22 +56,19 @@ def train_network(net: nn.Module, train_set, *, epochs: int, batch_size: int, lr
     bar = Progress(epochs, desc="retrain epochs", enabled=progress and rank == 0, every_steps=1)
     for epoch in range(epochs):
         for g in opt.param_groups:
-            g["lr"] = lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+            g["lr"] = cosine_lr(epoch, epochs, lr, lr_min)
         net.train()
-        total, n = torch.zeros((), device=device), 0
+        total, n = 0.0, 0
         for x, y in train_set.batches(batch_size, shuffle=True, seed=seed, epoch=epoch,
                                       augment=augment, device=device, drop_last=True,
-                                      rank=rank, world_size=world, channels_last=channels_last):
-            opt.zero_grad(set_to_none=True)
-            with autocast():
-                loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
-            loss.backward()
-            if grad_clip:
-                nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-            opt.step()
-            total += loss.detach() * len(y)
+                                      rank=rank, world_size=world,
+                                      channels_last=execution.channels_last):
+            (loss,), _ = train_step([model], [(0, None)], x, y, opt,
+                                    label_smoothing=label_smoothing, grad_clip=grad_clip,
+                                    autocast=execution.autocast, scaler=scaler)
+            total += loss * len(y)
             n += len(y)
-        last_loss = float(total) / max(n, 1)
+        last_loss = total / max(n, 1)
         bar.update(1, loss=f"{last_loss:.3f}")
     bar.close()
     return {"epochs": epochs, "train_loss": last_loss, "seconds": time.time() - t0}

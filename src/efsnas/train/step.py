@@ -3,34 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from efsnas.api.search_space import SearchSpace, Subnet
+from efsnas.api.search_space import Subnet
 
 
-def autocast_for(device: torch.device, enabled: bool, dtype: str = "bfloat16"):
-    """Mixed precision on CUDA only (CPU autocast is slower for these small convolutions)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=getattr(torch, dtype))
-    return contextlib.nullcontext()
-
-
-def channels_last_for(mode: str, space: SearchSpace, device: torch.device) -> bool:
-    """Memory format from `train.channels_last`: "on", "off", or "auto" (on CUDA; on CPU when
-    the space is measured faster that way, `SearchSpace.channels_last_on_cpu`)."""
-    if mode not in ("auto", "on", "off"):
-        raise ValueError(f"channels_last must be auto, on or off, got {mode!r}")
-    return mode == "on" or (mode == "auto" and (device.type == "cuda"
-                                                or space.channels_last_on_cpu))
+def cosine_lr(epoch: int, epochs: int, lr: float, lr_min: float) -> float:
+    """The learning rate of `epoch` (0-based): cosine from lr to lr_min over `epochs`, set once
+    per epoch (supernets and stand-alone networks alike)."""
+    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
 
 
 def train_step(
     modules: Sequence[nn.Module],
-    draws: Sequence[tuple[int, Subnet]],
+    draws: Sequence[tuple[int, Subnet | None]],
     x: torch.Tensor,
     y: torch.Tensor,
     optimizer: torch.optim.Optimizer,
@@ -42,7 +33,8 @@ def train_step(
     set_to_none: bool = True,
 ) -> tuple[list[float], list[int]]:
     """Run every drawn subnet through its supernet on the same batch, accumulate the gradients,
-    then take one optimizer step (SBS when `draws` holds one subnet per supernet).
+    then take one optimizer step (SBS when `draws` holds one subnet per supernet). A draw
+    `(k, None)` runs `modules[k]` as a plain network, `modules[k](x)` (stand-alone training).
 
     `set_to_none=True`: weights no subnet of the step touched keep grad None, so SGD applies
     neither weight decay nor momentum to them. False zeroes the gradients instead (PyTorch's
@@ -63,7 +55,7 @@ def train_step(
                 else contextlib.nullcontext())
         with sync:
             with autocast():
-                logits = m(x, subnet)
+                logits = m(x) if subnet is None else m(x, subnet)
                 loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
             (scaler.scale(loss) if scaler is not None else loss).backward()
         losses.append(loss.detach())

@@ -12,11 +12,11 @@ import signal
 import time
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from efsnas.api.sampler import SubnetSampler
 from efsnas.errors import EfsnasError, TrainingError
+from efsnas.execution import CPU, Execution
 from efsnas.progress import Progress
 from efsnas.supernets import FewShotSupernets
 from efsnas.train.checkpoint import (
@@ -28,7 +28,7 @@ from efsnas.train.checkpoint import (
     set_rng_state,
 )
 from efsnas.train.distributed import DistContext
-from efsnas.train.step import autocast_for, build_optimizer, train_step
+from efsnas.train.step import build_optimizer, cosine_lr, train_step
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -57,14 +57,11 @@ class SupernetTrainer:
                  nesterov: bool = True, weight_decay: float = 5e-4, wd_weights_only: bool = False,
                  label_smoothing: float = 0.0, grad_clip: float | None = None, seed: int = 0,
                  zero_grad: str = "set_to_none",
-                 steps_per_epoch: int | None = None, device: torch.device | str = "cpu",
-                 amp: bool = True, amp_dtype: str = "bfloat16", channels_last: bool = False,
+                 steps_per_epoch: int | None = None, execution: Execution = CPU,
                  augment: str | None = None, tensorboard: bool = False, progress: bool = True,
                  dist: DistContext | None = None) -> None:
-        device = torch.device(device)
-        self.supernets = supernets.to(device)
-        if channels_last:
-            self.supernets.to(memory_format=torch.channels_last)
+        self.execution = execution
+        self.supernets = execution.module(supernets)
         self.sampler, self.data, self.run_dir = sampler, data, Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.identity = identity if identity is not None else {}
@@ -74,10 +71,8 @@ class SupernetTrainer:
         if zero_grad not in ("set_to_none", "zeros"):
             raise ValueError(f"zero_grad must be set_to_none or zeros, got {zero_grad!r}")
         self.set_to_none = zero_grad == "set_to_none"
-        self.device, self.channels_last, self.augment = device, channels_last, augment
-        self.autocast = lambda: autocast_for(device, amp, amp_dtype)
-        self.scaler = (torch.amp.GradScaler("cuda")
-                       if amp and amp_dtype == "float16" and device.type == "cuda" else None)
+        self.device, self.augment = execution.device, augment
+        self.scaler = execution.grad_scaler()
         self.dist = dist or DistContext()
         self.tensorboard, self.progress = tensorboard, progress
         self.optimizer = build_optimizer(self.supernets, lr=lr, momentum=momentum,
@@ -100,8 +95,7 @@ class SupernetTrainer:
         return [wrapped[id(m)] for m in mods]
 
     def lr_at(self, epoch: int) -> float:
-        """Cosine from lr to lr_min over the epochs, set once per epoch."""
-        return self.lr_min + (self.lr - self.lr_min) * (1 + math.cos(math.pi * epoch / self.epochs)) / 2
+        return cosine_lr(epoch, self.epochs, self.lr, self.lr_min)
 
     def steps_in_epoch(self) -> int:
         n = len(self.data.train) // (self.batch_size * self.dist.world_size)
@@ -200,7 +194,7 @@ class SupernetTrainer:
         batches = self.data.train.batches(
             self.batch_size, shuffle=True, seed=self.seed, epoch=self.epoch, augment=self.augment,
             device=self.device, drop_last=True, rank=self.dist.rank,
-            world_size=self.dist.world_size, channels_last=self.channels_last)
+            world_size=self.dist.world_size, channels_last=self.execution.channels_last)
         for i, (x, y) in enumerate(batches):
             if i >= n_steps:
                 break
@@ -209,7 +203,8 @@ class SupernetTrainer:
             draws = self.sampler.draw(self.step)
             losses, corrects = train_step(self.modules, draws, x, y, self.optimizer,
                                           label_smoothing=self.label_smoothing,
-                                          grad_clip=self.grad_clip, autocast=self.autocast,
+                                          grad_clip=self.grad_clip,
+                                          autocast=self.execution.autocast,
                                           set_to_none=self.set_to_none,
                                           scaler=self.scaler)
             if not all(math.isfinite(lo) for lo in losses):

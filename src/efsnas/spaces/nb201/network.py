@@ -15,8 +15,16 @@ from torch import nn
 
 from efsnas.api.supernet import Supernet
 from efsnas.layers import AvgPool3x3, BatchNorm2d, batch_stat_norm
-from efsnas.spaces.nb201.cell import (CONV_OPS, EDGES, NONE, OPS, POOL, Cell, canonical_cell,
-                                      live_edges)
+from efsnas.spaces.nb201.cell import (
+    CONV_OPS,
+    EDGES,
+    NONE,
+    OPS,
+    POOL,
+    Cell,
+    canonical_cell,
+    live_edges,
+)
 
 # the edges leaving each of the nodes 0, 1, 2, in edge order
 _EDGES_FROM = tuple(tuple(e for e, (_, s) in enumerate(EDGES) if s == src) for src in range(3))
