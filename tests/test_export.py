@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from efsnas import create_space
+from efsnas.app.config import dump_config, load_config
 from efsnas.cli.main import main
-from efsnas.config import dump_config, load_config
 from efsnas.errors import UsageError
 from efsnas.export import (
     export_network,

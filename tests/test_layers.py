@@ -91,7 +91,7 @@ def test_supernet_in_channels_last_matches_contiguous():
 ])
 def test_memory_format_resolution(mode, device, space_hint, expected):
     from efsnas import create_space
-    from efsnas.config import RunConfig
+    from efsnas.app.config import RunConfig
     from efsnas.execution import channels_last_for
 
     cfg = RunConfig.model_validate({"train": {"channels_last": mode}})

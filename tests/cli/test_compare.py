@@ -52,7 +52,7 @@ def test_compare_produces_the_table_with_every_criterion(ground_truth, tmp_path,
             "--set", "split.gm_samples=1"]
     assert main(args) == 0
     res = json.loads((out / "compare.json").read_text())
-    names = ["fsnas", "gmnas", "nonlinearity", "oneshot", "nonlinearity-nosbs"]
+    names = ["fsnas", "gmnas", "nonlinearity", "nonlinearity-nosbs", "oneshot"]
     assert list(res["criteria"]) == names  # every registered criterion
     for name in names:
         c = res["criteria"][name]
@@ -120,24 +120,25 @@ def test_compare_variants_and_changed_settings(ground_truth, tmp_path, capsys):
 
 
 def test_published_budget_gives_every_sub_supernet_the_whole_schedule():
-    from efsnas import compare, create_space
-    from efsnas.config import load_config
+    from efsnas import create_space
+    from efsnas.app import compare
+    from efsnas.app.config import load_config
 
     space = create_space("nb201")
     base = load_config(preset="tiny", overrides=["train.epochs=4", "split.fsnas_transfer=true",
                                                  "split.fsnas_warmup_epochs=2",
                                                  "split.gm_warmup_epochs=[1,2]"])
-    fs = compare.variant_config(base, compare.VARIANTS["fsnas"], 0, "x", budget="published",
+    fs = compare.variant_config(base, compare.variants()["fsnas"], 0, "x", budget="published",
                                 space=space)
     assert fs.train.epochs == 2 + 2 * 5  # warm-up, then 5 supernets x the remaining 2 epochs
-    gm = compare.variant_config(base, compare.VARIANTS["gmnas"], 0, "x", budget="published",
+    gm = compare.variant_config(base, compare.variants()["gmnas"], 0, "x", budget="published",
                                 space=space)
     # one-shot 1 epoch; 2 supernets x 1 epoch (split at 3); 4 supernets x 2 epochs
     assert gm.train.epochs == 1 + 2 + 8 and gm.split.gm_warmup_epochs == [1, 3]
-    ours = compare.variant_config(base, compare.VARIANTS["nonlinearity"], 0, "x",
+    ours = compare.variant_config(base, compare.variants()["nonlinearity"], 0, "x",
                                   budget="published", space=space)
     assert ours.train.epochs == 4
-    equal = compare.variant_config(base, compare.VARIANTS["fsnas"], 0, "x", space=space)
+    equal = compare.variant_config(base, compare.variants()["fsnas"], 0, "x", space=space)
     assert equal.train.epochs == 4
 
 

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from efsnas import create_criterion, create_space, pipeline
+from efsnas import create_criterion, create_space
+from efsnas.app import Run
 from efsnas.cli.main import main
 from efsnas.evaluate.scorer import SubnetScorer
 from efsnas.supernets import FewShotSupernets
@@ -19,8 +20,8 @@ def trained(tmp_path_factory):
 
 
 def test_sharing_scores_across_a_class_equals_evaluating_every_cell(trained):
-    st = pipeline.open_run(trained)
-    batches = pipeline.heldout_batches(st)
+    st = Run.open(trained)
+    batches = st.heldout_batches()
     shared = SubnetScorer(st.supernets, batches)
     cells = [c for c in st.space.enumerate() if st.space.is_valid(c)][:600]
     a = shared.score(cells)

@@ -14,7 +14,7 @@ import pytest
 from test_space_contract import SPACES, tiny_space
 
 from efsnas import create_criterion, registry
-from efsnas.config import SplitConfig
+from efsnas.app.config import SplitConfig
 from efsnas.errors import UsageError
 from efsnas.split.gmnas import GMNASSplit, SplitDecision
 
@@ -86,16 +86,35 @@ def test_split_from_default_config(crit, space_name):
     space = tiny_space(space_name)
     cls = registry.lookup("criterion", crit)
     cfg = SplitConfig(criterion=crit)
-    if crit == "gmnas":
-        # documented: the GM-NAS split is learned while training, not read from a config
-        with pytest.raises(UsageError, match="learned while training"):
-            cls.from_config(cfg)
-        return
     criterion = cls.from_config(cfg)
     assert isinstance(criterion, cls)
     split = criterion.split(space)
     assert split.criterion == crit
     _check_split(split, random.Random(1))
+
+
+@pytest.mark.parametrize("crit,space_name", PAIRS)
+def test_staged_training_contract(crit, space_name):
+    """Every criterion describes its stages consistently: split epochs inside the schedule,
+    one stage size per stage, an initial split that satisfies the split contract, and a state
+    that round-trips (what a resumed or reopened run reloads)."""
+    space = tiny_space(space_name)
+    cfg = SplitConfig(criterion=crit, fsnas_transfer=True, fsnas_warmup_epochs=3,
+                      gm_warmup_epochs=[2, 5])
+    criterion = registry.lookup("criterion", crit).from_config(cfg)
+    points = criterion.split_epochs(8)
+    assert points == sorted(points) and all(0 < p < 8 for p in points)
+    sizes = criterion.stage_sizes(space, 8)
+    assert len(sizes) == len(points) + 1 and all(k >= 1 for k in sizes)
+    initial = criterion.initial_split(space)
+    assert len(initial) == sizes[0]
+    _check_split(initial, random.Random(3))
+    if not points:
+        assert initial.describe() == criterion.split(space).describe()
+    again = registry.lookup("criterion", crit).from_config(cfg)
+    again.load_state_dict(criterion.state_dict())
+    assert again.split(space).describe() == criterion.split(space).describe()
+    assert criterion.split_epochs(1) == []  # a one-epoch run has no room for a split
 
 
 @pytest.mark.parametrize("space_name", SPACES)

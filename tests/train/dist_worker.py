@@ -9,15 +9,17 @@ import sys
 import torch
 import torch.distributed as dist
 
-from efsnas import pipeline
-from efsnas.config import load_config
+from efsnas.app import Run
+from efsnas.app.config import load_config
+from efsnas.app.stages import build_trainer
 from efsnas.train.step import train_step
 
 out = sys.argv[1]
 cfg = load_config(preset="tiny", overrides=[f"out={out}/run", "train.epochs=1",
                                             "train.steps_per_epoch=3"])
-st = pipeline.setup(cfg)
-trainer = pipeline.make_trainer(st)
+st = Run.create(cfg)
+trainer = build_trainer(st.cfg, st.supernets, st.data, st.run_dir, st.execution,
+                        identity=st.cfg.training_identity(), dist=st.dist)
 drawn = []
 original = trainer.sampler.draw
 

@@ -52,7 +52,7 @@ def test_retrain_under_torchrun(tmp_path):
 
 
 def test_lr_scales_with_the_global_batch():
-    from efsnas.config import scaled_lr
+    from efsnas.app.config import scaled_lr
 
     assert scaled_lr(0.5, 1024, 128, 8) == 0.5  # the authors' 8 x 128
     assert scaled_lr(0.5, 1024, 128, 1) == 0.0625

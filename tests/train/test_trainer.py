@@ -123,13 +123,13 @@ def test_fsnas_transfer_in_train_warms_up_one_shot_first(tmp_path):
     assert main(["train", "--preset", "tiny", "--criterion", "fsnas", "--epochs", "3", "--out",
                  str(out), "--set", "split.fsnas_transfer=true",
                  "--set", "split.fsnas_warmup_epochs=2"]) == 0
-    warm = [json.loads(x)["epoch"] for x in (out / "warmup" / "metrics.jsonl").read_text()
+    warm = [json.loads(x)["epoch"] for x in (out / "stage0" / "metrics.jsonl").read_text()
             .splitlines()]
     rest = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert warm == [1, 2] and [r["epoch"] for r in rest] == [3]  # one schedule, split at 2
     assert len(rest[0]["loss"]) == 5  # five FS-NAS supernets after the warm-up
     state = load_checkpoint(out / "checkpoint.pt")
-    one = load_checkpoint(out / "warmup" / "checkpoint.pt")["supernets"]
+    one = load_checkpoint(out / "stage0" / "checkpoint.pt")["supernets"]
     # every sub-supernet started from the one-shot weights: the operations no subnet of the
     # last epoch touched (no decay reaches them) still hold exactly the one-shot's values
     one = {k.removeprefix("supernets.0."): v for k, v in one.items()}
@@ -149,3 +149,30 @@ def test_a_half_written_metrics_line_does_not_stop_a_resume(tmp_path):
     assert main(["train", "--preset", "tiny", "--out", str(out), "--epochs", "2"]) == 0
     epochs = [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]
+
+
+def test_gmnas_trains_in_stages_reopens_and_resumes(tmp_path, capsys):
+    """A staged criterion under `efsnas train`: one-shot, split into 2 at epoch 1, each split
+    again at epoch 2; the learned split is saved, so search reopens the 4 supernets and a rerun
+    has nothing left to do."""
+    out = tmp_path / "gm"
+    args = ["train", "--preset", "tiny", "--criterion", "gmnas", "--epochs", "3", "--out",
+            str(out), "--set", "split.gm_warmup_epochs=[1,2]", "--set", "split.gm_samples=1"]
+    assert main(args) == 0
+    state = json.loads((out / "split-state.json").read_text())
+    assert len(state["decisions"]) == 3  # 1 -> 2 -> 4 subspaces
+    assert [json.loads(x)["epoch"] for x in (out / "stage0" / "metrics.jsonl").read_text()
+            .splitlines()] == [1]
+    assert [json.loads(x)["epoch"] for x in (out / "stage1" / "metrics.jsonl").read_text()
+            .splitlines()] == [2]
+    final = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in final] == [3] and len(final[0]["loss"]) == 4
+    before = (out / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "already trained" in capsys.readouterr().out
+    assert (out / "checkpoint.pt").read_bytes() == before
+    assert main(["search", str(out)]) == 0
+    result = json.loads((out / "search.json").read_text())
+    subspaces = {r["subspace"] for r in result["top"]}
+    assert subspaces and all(s.startswith("pos") for s in subspaces)  # GM-NAS's own subspaces

@@ -92,17 +92,70 @@ class Split:
 
 
 class SplitCriterion(ABC):
+    """Turns a search space into a Split. Interchangeable: one-shot, FS-NAS, GM-NAS, counting.
+
+    A *staged* criterion reaches its split during training: training starts from
+    `initial_split`, and at each epoch of `split_epochs` the supernets are replaced by
+    `refine(...)`, children inheriting their parent's weights (FS-NAS with transfer, GM-NAS).
+    What it learns on the way is `state_dict()`, saved in the run folder and loaded back so a
+    resumed or reopened run has the same split. Plain criteria keep the defaults below.
+    """
+
+    name: str = ""
     # How `efsnas compare` trains this criterion by default, and what its row is called.
     compare_sampler: str = "balanced"
     label: str = ""
+    # More rows for `efsnas compare`: suffix -> (sampler, label), e.g. this method without SBS.
+    compare_variants: dict[str, tuple[str, str]] = {}
+    # Supernet structures this criterion's subspaces can share weights in (see supernets).
+    structures: tuple[str, ...] = ("separate",)
+    # The fields of the `split` config section that belong to this criterion alone (`groups`,
+    # `structure` and `thresholds` are shared: supernets, reports and ground truth read them).
+    config_fields: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, split_config) -> SplitCriterion:
-        """The criterion a run's `split` config section describes (its own fields of it)."""
-        return cls(width_divisor=split_config.width_divisor or 1)
-    """Turns a search space into a Split. Interchangeable: one-shot, FS-NAS, GM-NAS, counting."""
+        """The criterion a run's `split` config section describes (its own fields of it).
+        Default: the width divisor, when the constructor takes one (full width unless set)."""
+        import inspect
 
-    name: str = ""
+        if "width_divisor" in inspect.signature(cls).parameters:
+            return cls(width_divisor=split_config.width_divisor or 1)
+        return cls()
 
     @abstractmethod
     def split(self, space: SearchSpace) -> Split: ...
+
+    def default_structure(self, space: SearchSpace) -> str:
+        return "separate"
+
+    # ---- staged criteria -------------------------------------------------------------------
+    def split_epochs(self, epochs: int) -> list[int]:
+        """Epochs (increasing, within 1..epochs-1) after which the supernets are refined."""
+        return []
+
+    def initial_split(self, space: SearchSpace) -> Split:
+        return self.split(space)
+
+    def refine(self, supernets, batches: list, rng: random.Random):
+        """The supernets after the next split epoch, inheriting the current weights."""
+        raise NotImplementedError(f"the {self.name} criterion has no split epochs")
+
+    def stage_sizes(self, space: SearchSpace, epochs: int) -> list[int]:
+        """How many supernets train in each stage (one stage more than split epochs)."""
+        return [len(self.split(space))]
+
+    def published_schedule(self, split_config, epochs: int, space: SearchSpace,
+                           draws_per_step: int) -> dict:
+        """`efsnas compare --budget published`: config overrides that give every supernet as
+        many updates as the whole schedule gives one supernet (the FS-NAS and GM-NAS papers
+        train each sub-supernet for the full schedule). Here: one stage, lengthened by the
+        supernets a step does not reach (none for SBS, which updates them all)."""
+        k = len(self.split(space))
+        return {} if draws_per_step >= k else {"train.epochs": epochs * k // draws_per_step}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:  # noqa: B027 (plain criteria learn nothing)
+        """Restore what `state_dict` returned."""

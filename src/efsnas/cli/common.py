@@ -124,7 +124,7 @@ def add_config_args(p: argparse.ArgumentParser, *, default_preset: str = "defaul
 
 
 def config_from_args(args: argparse.Namespace):
-    from efsnas.config import load_config
+    from efsnas.app.config import load_config
 
     return load_config(preset=args.preset, path=args.config,
                        overrides=shortcut_overrides(args) + args.set)

@@ -19,7 +19,7 @@ from efsnas.errors import UsageError
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from efsnas.compare import DEFAULT_CRITERIA  # one row per registered criterion
+    from efsnas.app.compare import variants  # one row per registered criterion
 
     p = sub.add_parser(
         "compare", help="train the split criteria at an equal budget and compare their ranking",
@@ -35,8 +35,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--cells", metavar="FILE",
                    help="JSON list of cells to score (default: the ground truth's cells); lets "
                         "training start before the ground truth is finished")
-    p.add_argument("--criteria", default=",".join(DEFAULT_CRITERIA),
-                   help=f"comma-separated, from: {', '.join(DEFAULT_CRITERIA)}")
+    p.add_argument("--criteria", default=",".join(variants()),
+                   help=f"comma-separated, from: {', '.join(variants())}")
     p.add_argument("--variant", action="append", default=[], metavar="NAME:BASE;KEY=VALUE;...",
                    help="an extra row: a built-in criterion with settings on top, e.g. "
                         "'separate:nonlinearity;split.structure=separate' (repeatable)")
@@ -67,16 +67,18 @@ def _cells(args, space, truth: dict[str, float] | None) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from efsnas import compare, pipeline
-    from efsnas.config import dump_config
+    from efsnas.app import compare
+    from efsnas.app.config import dump_config
+    from efsnas.app.run import build_space, load_data
     from efsnas.evaluate.benchmark_files import is_official
     from efsnas.train.distributed import init_distributed
 
     names = [c.strip() for c in args.criteria.split(",") if c.strip()]
-    unknown = [c for c in names if c not in compare.VARIANTS]
+    rows = compare.variants()
+    unknown = [c for c in names if c not in rows]
     if unknown:
-        raise UsageError(f"unknown criteria {unknown}; choose from {', '.join(compare.VARIANTS)}")
-    variants = {n: compare.VARIANTS[n] for n in names}
+        raise UsageError(f"unknown criteria {unknown}; choose from {', '.join(rows)}")
+    variants = {n: rows[n] for n in names}
     for text in args.variant:
         name, v = compare.parse_variant(text)
         if name in variants:
@@ -88,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
     base = config_from_args(args)
     out = Path(args.out or base.out)
     _, device = init_distributed(base.train.device)
-    data = pipeline.load_data_for(base)
-    space = pipeline.build_space(base, data)
+    data = load_data(base)
+    space = build_space(base, data)
     truth = ground_truth_from_args(args, missing_ok=True)  # a bad file fails before training
     cells = _cells(args, space, truth)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "config.yaml").write_text(dump_config(cfg))
             print(f"== {name} seed {seed}: {variants[name].label}", flush=True)
-            nets, cost = compare.train_variant(cfg, variants[name], data, space, device, run_dir)
+            nets, cost = compare.train_variant(cfg, data, space, device, run_dir)
             t0 = time.time()
             scores = compare.score_cells(nets, data, cfg, device, cells)
             cost["score_seconds"] = time.time() - t0
@@ -131,7 +133,7 @@ def _reusable(run_dir: Path, cfg, cells: list, space, *, force: bool) -> bool:
     trained with other settings is refused (or, with --force, cleared), never reused."""
     import shutil
 
-    from efsnas.config import load_run_config
+    from efsnas.app.config import load_run_config
 
     if not (run_dir / "config.yaml").exists():
         return False
@@ -151,16 +153,16 @@ def _reusable(run_dir: Path, cfg, cells: list, space, *, force: bool) -> bool:
 def _count_subspaces(base, space):
     """Cell text -> its subspace under the run's nonlinearity grouping: the one view in which
     every criterion's ranking can be diagnosed alike."""
-    from efsnas.registry import create_criterion
+    from efsnas.split.criteria import NonlinearityCountSplit
 
-    split = create_criterion("nonlinearity", groups=base.split.groups).split(space)
+    split = NonlinearityCountSplit(groups=base.split.groups).split(space)
     return lambda cell: split.subspaces[split.route(space.parse(cell))].name
 
 
 def _report(args, out: Path, names, runs: dict[str, list[Path]], truth: dict[str, float],
             data_desc: str, base, n_cells: int, *, subspace_of=None,
             labels: dict | None = None) -> int:
-    from efsnas import compare
+    from efsnas.app import compare
     from efsnas.evaluate.ranking import correlate
 
     rows: dict[str, list[dict]] = {}

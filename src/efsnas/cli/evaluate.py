@@ -78,7 +78,7 @@ def _previous(path: Path, context: dict, *, force: bool) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from efsnas import pipeline
+    from efsnas.app import Run
     from efsnas.evaluate.scorer import gather_results, score_many
     from efsnas.fileio import file_fingerprint
 
@@ -92,16 +92,16 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"eval.bn={args.bn}")
     if args.max_images:
         overrides.append(f"eval.max_images={args.max_images}")
-    st = pipeline.open_run(args.run_dir, overrides=overrides)
+    st = Run.open(args.run_dir, overrides=overrides)
     subnets = select_subnets(st.space, args)
-    out = Path(args.out) if args.out else st.run_dir / "scores.json"
+    out = Path(args.out) if args.out else st.files / st.files.SCORES
     part = out.with_name(out.name + f".rank{st.dist.rank}.partial")
     # what the scores depend on: a partial or earlier file made under another is not reused
-    context = {"supernets": file_fingerprint(st.run_dir / "checkpoint.pt"),
+    context = {"supernets": file_fingerprint(st.files.checkpoint),
                "eval": st.cfg.eval.model_dump()}
     done = (_previous(part, context, force=True) if part.exists() else {}) or _previous(
         out, context, force=args.force)
-    scorer = pipeline.make_scorer(st)
+    scorer = st.scorer()
     meta = {"run": str(st.run_dir), "bn": st.cfg.eval.bn,
             "images": sum(len(y) for _, y in scorer.batches), "context": context}
 

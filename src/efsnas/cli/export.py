@@ -35,8 +35,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from efsnas import export, pipeline
-    from efsnas.config import load_run_config
+    from efsnas import export
+    from efsnas.app.config import load_run_config
+    from efsnas.app.run import build_space, load_data
 
     out = Path(args.out)
     if out.exists() and not args.force:
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "onnx":
         export.require_onnx()  # before the data is loaded
     cfg = load_run_config(args.run, args.set)
-    space = pipeline.build_space(cfg, pipeline.load_data_for(cfg))
+    space = build_space(cfg, load_data(cfg))
     subnet = space.parse(args.cell)
     if not space.is_valid(subnet):
         raise UsageError(f"{args.cell} is not a valid {space.name} subnet (e.g. disconnected)")

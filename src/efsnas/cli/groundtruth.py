@@ -44,7 +44,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from efsnas import pipeline
+    from efsnas.app.run import (
+        build_criterion,
+        build_space,
+        execution_for,
+        load_data,
+        retrain_subnet,
+    )
     from efsnas.evaluate.groundtruth import (
         RunsFile,
         build_ground_truth,
@@ -60,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     out = Path(args.output)
     # What a stand-alone training depends on (the supernet recipe in `train` does not count).
-    identity = cfg.model_dump(include={"space", "data", "retrain"})
+    identity = cfg.model_dump(include={"data", "retrain"})
+    identity["space"] = cfg.space.identity()
     identity["split"] = cfg.split.model_dump(include={"criterion", "groups", "fsnas_position"})
     identity["train"] = cfg.train.model_dump(include={"seed", "amp", "amp_dtype",
                                                       "channels_last"})
@@ -76,9 +83,10 @@ def run(args: argparse.Namespace) -> int:
                              "another output file or --force")
         runs_file.path.unlink()
     _, device = init_distributed(cfg.train.device)
-    data = pipeline.load_data_for(cfg)
-    space = pipeline.build_space(cfg, data)
-    split = pipeline.build_split(cfg, space)
+    data = load_data(cfg)
+    space = build_space(cfg, data)
+    split = build_criterion(cfg).split(space)
+    execution = execution_for(cfg, space, device)
     cells = stratified_sample(split, args.per_subspace, seed=args.sample_seed)
     seeds = list(range(args.seeds))
     if out.exists() and not args.force:
@@ -98,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
           f"{sum(f'{space.format(c)}#{s}' in state['runs'] for c, s in todo)} already done")
 
     def train_one(cell, seed):
-        return pipeline.retrain_subnet(cfg, space, data, cell, seed=seed, device=device)
+        return retrain_subnet(cfg, space, data, cell, seed=seed, execution=execution)
 
     build_ground_truth(todo, train_one, format_cell=space.format,
                        done=lambda key: key in state["runs"],

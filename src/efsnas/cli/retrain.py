@@ -42,9 +42,9 @@ def _targets(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from efsnas import pipeline
+    from efsnas.app.config import load_config, load_run_config
+    from efsnas.app.run import build_space, execution_for, load_data, retrain_subnet
     from efsnas.cli.common import SHORTCUTS, shortcut_overrides
-    from efsnas.config import load_config, load_run_config
     from efsnas.export import retrained_path
     from efsnas.train.distributed import init_distributed
 
@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
         result = read_json(Path(args.run) / "result.json", "search result")
         text = result["best"]["cell"]
     dist, device = init_distributed(cfg.train.device)
-    ds = pipeline.load_data_for(cfg)
-    space = pipeline.build_space(cfg, ds)
+    ds = load_data(cfg)
+    space = build_space(cfg, ds)
     subnet = space.parse(text)
     if not space.is_valid(subnet):
         raise UsageError(f"{text} is not a valid {space.name} subnet (e.g. disconnected)")
@@ -81,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
                              "another --out, or --force to replace it")
     seeds = [cfg.train.seed + i for i in range(args.seeds)]
     weights = [retrained_path(out_dir, space, subnet, seed=s) for s in seeds]
-    runs = [pipeline.retrain_subnet(cfg, space, ds, subnet, seed=s, device=device,
-                                    progress=cfg.train.progress, weights=w, dist=dist)
+    execution = execution_for(cfg, space, device)
+    runs = [retrain_subnet(cfg, space, ds, subnet, seed=s, execution=execution,
+                           progress=cfg.train.progress, weights=w, dist=dist)
             for s, w in zip(seeds, weights)]
     if not dist.is_main:
         return 0

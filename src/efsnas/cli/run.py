@@ -28,12 +28,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from efsnas import pipeline
+    from efsnas.app import Run
     from efsnas.cli.search import print_best
 
     t0 = time.time()
     cfg = config_from_args(args)
-    st = pipeline.setup(cfg, force=args.force)
+    st = Run.create(cfg, force=args.force)
     main = st.dist.is_main
     if main:
         print(f"data: {st.data.description}")
@@ -42,10 +42,10 @@ def run(args: argparse.Namespace) -> int:
               f"({', '.join(s.name for s in st.split.subspaces)}); sampler {cfg.train.sampler}; "
               f"device {st.device}")
     truth = ground_truth_from_args(args)  # before training: a bad file fails now
-    train_summary = pipeline.train(st)
-    scorer = pipeline.make_scorer(st)
+    train_summary = st.train()
+    scorer = st.scorer()
     t1 = time.time()
-    result = pipeline.search(st, scorer, truth=truth)
+    result = st.search(scorer, truth=truth)
     if not main:
         return 0
     result.update({
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         if cfg.verify.enabled:
             result["verification"] = _verify(st, scorer, result["best"])
     result["total_seconds"] = time.time() - t0
-    write_json_atomic(st.run_dir / "result.json", result)
+    write_json_atomic(st.files.result, result)
     print(f"results in {st.run_dir}/ (result.json, config.yaml, metrics.jsonl, checkpoint.pt); "
           f"{result['total_seconds']:.0f}s")
     return 0
@@ -92,8 +92,8 @@ def _draw_best(st, best: dict) -> None:
 
 def _verify(st, scorer, best: dict) -> dict:
     """Retrain the found subnet and the references at the verification budget (resumable)."""
-    from efsnas import pipeline
-    from efsnas import verify as V
+    from efsnas.app import verify as V
+    from efsnas.app.run import describe_subnet
     from efsnas.export import retrained_path
 
     v, cfg = st.cfg.verify, st.cfg
@@ -107,18 +107,17 @@ def _verify(st, scorer, best: dict) -> dict:
 
     def describe(subnet):
         k = st.split.route(subnet)
-        return pipeline.describe_subnet(st.space, subnet, subspace=st.split.subspaces[k].name,
+        return describe_subnet(st.space, subnet, subspace=st.split.subspaces[k].name,
                                         supernet_estimate=scorer.score([subnet])[0])
 
     def train_one(subnet, seed):  # weights kept for `efsnas export CELL RUN`
-        return pipeline.retrain_subnet(
-            vcfg, st.space, st.data, subnet, seed=seed, device=st.device,
-            weights=retrained_path(st.run_dir, st.space, subnet, seed=seed))
+        return st.retrain(subnet, seed=seed, cfg=vcfg,
+                          weights=retrained_path(st.run_dir, st.space, subnet, seed=seed))
 
     identity = {"retrain": recipe.model_dump(), "verify": v.model_dump(),
-                "data": cfg.data.model_dump(), "space": cfg.space.model_dump()}
+                "data": cfg.data.model_dump(), "space": cfg.space.identity()}
     out = V.verify(rows, train_one, seeds=[cfg.train.seed + i for i in range(v.seeds)],
-                   describe=describe, path=st.run_dir / "verify.json", identity=identity)
+                   describe=describe, path=st.files.verify, identity=identity)
     print(V.format_table(out))
-    (st.run_dir / "verify.md").write_text(V.format_table(out, markdown=True) + "\n")
+    (st.files / st.files.VERIFY_TABLE).write_text(V.format_table(out, markdown=True) + "\n")
     return out

@@ -42,7 +42,7 @@ def _check_name(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from efsnas import pipeline
+    from efsnas.app import Run
 
     _check_name(args.name)
 
@@ -51,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
                       ("max_params", "search.max_params")):
         if getattr(args, flag) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
-    st = pipeline.open_run(args.run_dir, overrides=overrides)
+    st = Run.open(args.run_dir, overrides=overrides)
     truth = ground_truth_from_args(args)
-    scorer = pipeline.make_scorer(st)
-    result = pipeline.search(st, scorer, truth=truth, name=args.name)
+    scorer = st.scorer()
+    result = st.search(scorer, truth=truth, name=args.name)
     result["config"] = st.cfg.search.model_dump()
     out = st.run_dir / f"{args.name}.json"
     if st.dist.is_main:

@@ -17,16 +17,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from efsnas import pipeline
+    from efsnas.app import Run
 
     cfg = config_from_args(args)
-    st = pipeline.setup(cfg, force=args.force)
+    st = Run.create(cfg, force=args.force)
     if st.dist.is_main:
         print(f"data: {st.data.description}")
         print(f"split: {st.split.criterion}, K={len(st.split)}, G={st.split.width_divisor}, "
               f"{sum(p.numel() for p in st.supernets.parameters()):,} supernet parameters")
-    summary = pipeline.train(st)
+    summary = st.train()
     if st.dist.is_main:
-        write_json_atomic(st.run_dir / "train.json", {**summary, **st.supernets.describe()})
-        print(f"supernets trained: {st.run_dir / 'checkpoint.pt'}")
+        write_json_atomic(st.files / st.files.TRAIN_SUMMARY,
+                          {**summary, **st.supernets.describe()})
+        print(f"supernets trained: {st.files.checkpoint}")
     return 0

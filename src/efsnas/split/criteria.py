@@ -41,6 +41,8 @@ class NonlinearityCountSplit(SplitCriterion):
     name = "nonlinearity"
     compare_sampler = "sbs"
     label = "this method (count split, narrow, SBS)"
+    compare_variants = {"nosbs": ("uniform", "this method without SBS (uniform sampling)")}
+    structures = ("separate", "shared_head", "shared_trunk", "shared_prefix")
 
     @classmethod
     def from_config(cls, split_config) -> NonlinearityCountSplit:
@@ -51,6 +53,9 @@ class NonlinearityCountSplit(SplitCriterion):
         self.groups = parse_groups(groups) if isinstance(groups, str) else groups
         self.width_divisor = width_divisor
         self.allow_empty = allow_empty
+
+    def default_structure(self, space: SearchSpace) -> str:
+        return space.default_structure  # the space knows how its count subspaces share weights
 
     def resolve_groups(self, space: SearchSpace) -> list[tuple[int, ...]]:
         groups = self.groups if self.groups is not None else space.default_groups
@@ -111,15 +116,50 @@ class EdgeOperationSplit(SplitCriterion):
 
     name = "fsnas"
     label = "FS-NAS (edge 1<-0, K=5, full width)"
+    config_fields = ("fsnas_position", "fsnas_transfer", "fsnas_warmup_epochs")
 
     @classmethod
     def from_config(cls, split_config) -> EdgeOperationSplit:
         return cls(position=split_config.fsnas_position,
-                   width_divisor=split_config.width_divisor or 1)
+                   width_divisor=split_config.width_divisor or 1,
+                   warmup_epochs=(split_config.fsnas_warmup_epochs
+                                  if split_config.fsnas_transfer else 0))
 
-    def __init__(self, *, position: int = 0, width_divisor: int = 1) -> None:
+    def __init__(self, *, position: int = 0, width_divisor: int = 1,
+                 warmup_epochs: int = 0) -> None:
+        """`warmup_epochs` > 0: transfer, one-shot training for that many epochs (capped at one
+        less than the run's), then every sub-supernet starts from the one-shot weights."""
         self.position = position
         self.width_divisor = width_divisor
+        self.warmup_epochs = warmup_epochs
+
+    def split_epochs(self, epochs: int) -> list[int]:
+        warm = min(self.warmup_epochs, epochs - 1)
+        return [warm] if warm > 0 else []
+
+    def initial_split(self, space: SearchSpace) -> Split:
+        if not self.warmup_epochs:
+            return self.split(space)
+        return OneShotSplit(width_divisor=self.width_divisor).split(space)
+
+    def refine(self, supernets, batches: list, rng: random.Random):
+        from efsnas.supernets import FewShotSupernets
+
+        children = FewShotSupernets(self.split(supernets.space))
+        state = supernets.supernet(0).state_dict()
+        for k in range(len(children)):
+            children.supernet(k).load_state_dict(state)
+        return children
+
+    def stage_sizes(self, space: SearchSpace, epochs: int) -> list[int]:
+        return [1] * len(self.split_epochs(epochs)) + [len(self.split(space))]
+
+    def published_schedule(self, split_config, epochs: int, space: SearchSpace,
+                           draws_per_step: int) -> dict:
+        """The one-shot warm-up as it is, then K times the rest."""
+        warm = (self.split_epochs(epochs) or [0])[0]
+        k = len(self.split(space))
+        return {"train.epochs": warm + (epochs - warm) * k}
 
     def split(self, space: SearchSpace) -> Split:
         if not 0 <= self.position < len(space.choices):

@@ -83,18 +83,65 @@ class GMNASSplit(SplitCriterion):
     name = "gmnas"
     label = "GM-NAS (gradient matching, full width)"
 
+    config_fields = ("gm_warmup_epochs", "gm_groups", "gm_samples", "gm_balanced")
+
     @classmethod
     def from_config(cls, split_config) -> GMNASSplit:
-        raise UsageError("the gmnas split is learned while training: use `efsnas compare` "
-                         "(or efsnas.split.gmnas in Python)")
+        return cls(width_divisor=split_config.width_divisor or 1,
+                   warmup_epochs=split_config.gm_warmup_epochs, groups=split_config.gm_groups,
+                   samples=split_config.gm_samples, balanced=split_config.gm_balanced)
 
     def __init__(self, *, decisions: Sequence[SplitDecision | dict] | None = None,
-                 width_divisor: int = 1) -> None:
+                 width_divisor: int = 1, warmup_epochs: Sequence[int] = (),
+                 groups: int = 2, samples: int = 4, balanced: bool = False) -> None:
+        """`warmup_epochs`: the split epochs (every supernet is split in `groups` at each, by
+        gradients over `samples` subnets per operation; `balanced`: near-even cuts only)."""
         if not isinstance(width_divisor, int) or width_divisor < 1:
             raise UsageError(f"width divisor must be a positive integer, got {width_divisor!r}")
         self.width_divisor = width_divisor
         self.decisions = [d if isinstance(d, SplitDecision) else SplitDecision.from_dict(d)
                           for d in decisions or []]
+        self.warmup_epochs = sorted(int(e) for e in warmup_epochs)
+        self.groups, self.samples, self.balanced = groups, samples, balanced
+
+    # ---- staged training -----------------------------------------------------------------
+    def split_epochs(self, epochs: int) -> list[int]:
+        return [e for e in self.warmup_epochs if 0 < e < epochs]
+
+    def initial_split(self, space: SearchSpace) -> Split:
+        return GMNASSplit(width_divisor=self.width_divisor).split(space)
+
+    def refine(self, supernets, batches: list, rng):
+        """Split every supernet once; decisions learned before an interruption (in the loaded
+        state) are replayed rather than learned again (same weights, same result)."""
+        from efsnas.split.gmnas.inherit import split_each, split_supernets
+
+        done = list(getattr(supernets.split, "decisions", []))
+        work = GMNASSplit(decisions=done, width_divisor=self.width_divisor)
+        saved = self.decisions[len(done):len(done) + len(supernets)]
+        if len(saved) == len(supernets):
+            for d in saved:
+                supernets = split_supernets(supernets, d, work)
+            return supernets
+        supernets, _ = split_each(supernets, work, batches, num_groups=self.groups,
+                                  samples=self.samples, rng=rng, balanced=self.balanced)
+        self.decisions = list(work.decisions)
+        return supernets
+
+    def stage_sizes(self, space: SearchSpace, epochs: int) -> list[int]:
+        return [self.groups ** i for i in range(len(self.split_epochs(epochs)) + 1)]
+
+    def published_schedule(self, split_config, epochs: int, space: SearchSpace,
+                           draws_per_step: int) -> dict:
+        """Between split epochs, each stage grows by its number of supernets."""
+        points, sizes = self.split_epochs(epochs), self.stage_sizes(space, epochs)
+        new_points, pos, prev = [], 0, 0
+        for p, k in zip(points, sizes):
+            pos += (p - prev) * k
+            new_points.append(pos)
+            prev = p
+        total = pos + (epochs - prev) * sizes[-1]
+        return {"train.epochs": total, "split.gm_warmup_epochs": new_points}
 
     def subspaces(self, space: SearchSpace) -> list[Subspace]:
         subs = [_subspace({})]

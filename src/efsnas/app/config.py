@@ -5,6 +5,7 @@ Library components take plain keyword arguments; only the CLI reads this object.
 
 from __future__ import annotations
 
+import inspect
 import re
 from importlib import resources
 from pathlib import Path
@@ -41,16 +42,72 @@ def _registered(kind: str, value: str) -> str:
     return value.lower()
 
 
-class SpaceConfig(_Strict):
+# Fields the space section had before each space declared its own (older config.yaml files),
+# with the values such a file holds for a space that does not use them.
+_LEGACY_SPACE_FIELDS = {"C": 16, "N": 5, "width_mult": 1.0}
+_FROM_DATA = ("in_channels", "num_classes", "input_size")  # set from the data, not options
+
+
+def space_options(name: str) -> dict[str, inspect.Parameter]:
+    """The keyword options a registered space declares (its factory's keyword arguments,
+    less those the data sets)."""
+    from efsnas import registry
+
+    factory = registry.lookup("space", name)
+    params = inspect.signature(factory).parameters
+    return {k: p for k, p in params.items()
+            if k not in _FROM_DATA and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+
+
+class SpaceConfig(BaseModel):
+    """`name`, the input size, and the space's own options. Each space declares its options
+    (NAS-Bench-201: C, N; MobileNet: width_mult, width_division, supernet_bn): they may be
+    written in `options` or directly in the section (`space: {name: nb201, C: 8, N: 1}`), and
+    are kept in `options`."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
     name: str = "nb201"
     _name = field_validator("name")(lambda v: _registered("space", v))
-    C: int = Field(16, ge=1, description="base width before division by G")
-    N: int = Field(5, ge=1, description="cells per stage (nb201)")
-    width_mult: float = Field(1.0, gt=0, description="mobilenet width multiplier")
     input_size: int | None = Field(None, ge=4, description="default: the dataset's image size")
     options: dict[str, Any] = Field(
         default_factory=dict, description="keyword options of the space itself, checked by it "
-        "(mobilenet: width_division exact|rounded, supernet_bn recalibrated|batch)")
+        "(nb201: C, N; mobilenet: width_mult, width_division exact|rounded, supernet_bn "
+        "recalibrated|batch)")
+
+    @model_validator(mode="after")
+    def _own_options(self) -> SpaceConfig:
+        extra = dict(self.__pydantic_extra__ or {})
+        self.__pydantic_extra__.clear()
+        declared = space_options(self.name)
+        options = dict(self.options)
+        for key, value in extra.items():
+            if key in declared:
+                options.setdefault(key, value)
+            elif not (key in _LEGACY_SPACE_FIELDS and value == _LEGACY_SPACE_FIELDS[key]):
+                raise ValueError(f"the {self.name} space has no option {key!r}; its options: "
+                                 f"{', '.join(declared)}")
+        unknown = sorted(set(options) - set(declared))
+        if unknown:
+            raise ValueError(f"the {self.name} space has no option {unknown[0]!r}; its "
+                             f"options: {', '.join(declared)}")
+        for key, value in options.items():  # the declared type, where the space annotates one
+            kind = declared[key].annotation
+            if kind in (int, "int") and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"option {key} of the {self.name} space must be an integer, "
+                                 f"got {value!r}")
+            if kind in (float, "float") and (isinstance(value, bool)
+                                             or not isinstance(value, (int, float))):
+                raise ValueError(f"option {key} of the {self.name} space must be a number, "
+                                 f"got {value!r}")
+        object.__setattr__(self, "options", options)
+        return self
+
+    def identity(self) -> dict:
+        """The section as run identities record it: the layout of older config files (their
+        checkpoints still resume), the space's options beside it."""
+        options = dict(self.options)
+        legacy = {k: options.pop(k, v) for k, v in _LEGACY_SPACE_FIELDS.items()}
+        return {"name": self.name, **legacy, "input_size": self.input_size, "options": options}
 
 
 class SplitConfig(_Strict):
@@ -199,23 +256,31 @@ class RunConfig(_Strict):
     def _check(self) -> RunConfig:
         if self.train.lr_min > self.train.lr:
             raise ValueError("train.lr_min must not exceed train.lr")
-        if self.split.structure == "shared_prefix" and self.split.criterion != "nonlinearity":
-            raise ValueError("split.structure shared_prefix routes by the nonlinearity count: it "
-                             "needs split.criterion nonlinearity")
+        from efsnas import registry
+
+        criterion = registry.lookup("criterion", self.split.criterion)
+        if self.split.structure and self.split.structure not in criterion.structures:
+            raise ValueError(f"split.structure {self.split.structure} does not fit the "
+                             f"{self.split.criterion} criterion; it takes: "
+                             f"{', '.join(criterion.structures)}")
         return self
 
     def training_identity(self) -> dict:
         """What a checkpoint must match to be resumed (not the search or output settings)."""
+        from efsnas import registry
+
         d = self.model_dump()
         for key in ("search", "eval", "retrain", "verify", "out"):
             d.pop(key)
         for key in ("epochs", "device", "cpu_allocator", "tensorboard", "progress"):
             d["train"].pop(key)
+        d["space"] = self.space.identity()
         # settings of the criteria this run does not use
-        for key in list(d["split"]):
-            if (key.startswith("fsnas_") and self.split.criterion != "fsnas"
-                    or key.startswith("gm_") and self.split.criterion != "gmnas"):
-                d["split"].pop(key)
+        mine = set(registry.lookup("criterion", self.split.criterion).config_fields)
+        for name in registry.names("criterion"):
+            for key in registry.lookup("criterion", name).config_fields:
+                if key not in mine:
+                    d["split"].pop(key, None)
         return d
 
 
@@ -304,10 +369,22 @@ def load_config(*, preset: str | None = None, path: str | None = None,
         p = Path(path)
         if not p.is_file():
             raise UsageError(f"config file {p} does not exist")
-        data = merge_dicts(data, _read_yaml(_text(p), f"config file {p}"))
+        data = merge_layer(data, _read_yaml(_text(p), f"config file {p}"))
+    flags: dict = {}
     for item in overrides or []:
-        data = merge_dicts(data, parse_override(item))
-    return validate_config(data)
+        flags = merge_dicts(flags, parse_override(item))
+    return validate_config(merge_layer(data, flags))
+
+
+def merge_layer(base: dict, layer: dict) -> dict:
+    """`layer` on top of `base`. A layer naming another space starts the space section afresh:
+    the options below it belong to the other space (a preset's C and N are not MobileNet's)."""
+    new_space = layer.get("space")
+    old_space = base.get("space")
+    if (isinstance(new_space, dict) and isinstance(old_space, dict) and "name" in new_space
+            and str(new_space["name"]).lower() != str(old_space.get("name", "nb201")).lower()):
+        base = {**base, "space": {k: v for k, v in old_space.items() if k == "input_size"}}
+    return merge_dicts(base, layer)
 
 
 def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:

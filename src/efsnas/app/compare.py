@@ -1,27 +1,24 @@
-"""Criteria side by side at an equal budget: one-shot, FS-NAS, GM-NAS, and this method with and
-without SBS. Every run trains for the same epochs and steps on the same minibatches (the same
-number of training images drawn), then scores the same ground-truth cells.
-
-Staged criteria (FS-NAS with transfer, GM-NAS) train one-shot first, then split: the children
-inherit their parent's weights and training continues on the same cosine schedule (optimizer
-momentum restarts at a split).
+"""Criteria side by side at an equal budget: every registered criterion (one-shot, FS-NAS,
+GM-NAS, this method) and the extra rows they declare. Every run trains for the same epochs and
+steps on the same minibatches (the same number of training images drawn), then scores the same
+ground-truth cells. Staged criteria train in stages (efsnas.app.stages).
 """
 
 from __future__ import annotations
 
-import json
-import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from efsnas import pipeline
-from efsnas.config import RunConfig, merge_dicts, parse_override, validate_config
+from efsnas.app import run
+from efsnas.app.config import RunConfig, merge_dicts, parse_override, validate_config
+from efsnas.app.files import RunFiles
+from efsnas.app.stages import load_criterion_state, train_supernets
 from efsnas.errors import UsageError
 from efsnas.evaluate.plots import save_figure
-from efsnas.fileio import write_json_atomic
+from efsnas.registry import lookup, names
+from efsnas.sampling import create_sampler
 from efsnas.supernets import FewShotSupernets
 
 
@@ -33,22 +30,16 @@ class Variant:
     overrides: tuple[str, ...] = ()  # `--set` style settings on top of the base config
 
 
-def _variants() -> dict[str, Variant]:
-    """One row per registered criterion (its own sampler), and this method without SBS."""
-    from efsnas.registry import lookup, names
-
+def variants() -> dict[str, Variant]:
+    """One row per registered criterion (its own sampler), plus the extra rows a criterion
+    declares (`compare_variants`, e.g. this method without SBS)."""
     out = {}
     for name in names("criterion"):
         cls = lookup("criterion", name)
         out[name] = Variant(name, cls.compare_sampler, cls.label or name)
-    if "nonlinearity" in out:
-        out["nonlinearity-nosbs"] = Variant("nonlinearity", "uniform",
-                                            "this method without SBS (uniform sampling)")
+        for suffix, (sampler, label) in cls.compare_variants.items():
+            out[f"{name}-{suffix}"] = Variant(name, sampler, label)
     return out
-
-
-VARIANTS = _variants()
-DEFAULT_CRITERIA = list(VARIANTS)
 
 
 def parse_variant(text: str) -> tuple[str, Variant]:
@@ -56,12 +47,13 @@ def parse_variant(text: str) -> tuple[str, Variant]:
     top, e.g. 'separate-balanced:nonlinearity;split.structure=separate;train.sampler=balanced'."""
     name, sep, rest = text.partition(":")
     base, *sets = [p.strip() for p in rest.split(";") if p.strip()] if sep else [""]
-    if not name.strip() or not sep or base not in VARIANTS:
+    rows = variants()
+    if not name.strip() or not sep or base not in rows:
         raise UsageError(f"bad --variant {text!r}: write NAME:BASE;KEY=VALUE;... with BASE one "
-                         f"of {', '.join(VARIANTS)}")
+                         f"of {', '.join(rows)}")
     for item in sets:
         parse_override(item)  # a malformed setting fails here, before any training
-    v = VARIANTS[base]
+    v = rows[base]
     label = f"{v.label}; " + ", ".join(sets) if sets else v.label
     return name.strip(), Variant(v.criterion, v.sampler, label, tuple(sets))
 
@@ -69,37 +61,17 @@ def parse_variant(text: str) -> tuple[str, Variant]:
 BUDGETS = ("equal", "published")
 
 
-def published_schedule(cfg: RunConfig, space) -> dict:
-    """Train settings for "published" budgets: after a split, each phase is lengthened by the
-    number of supernets, so that every sub-supernet gets as many updates as the whole schedule
-    gives one supernet (the FS-NAS and GM-NAS papers train each sub-supernet for the full
-    schedule). FS-NAS: the one-shot warm-up, then K=5 times the rest. GM-NAS: between split
-    points the phase grows by the supernets there (gm_groups ** splits done). Other criteria:
-    unchanged (this method's SBS already updates every supernet at every step)."""
-    t, sp = cfg.train, cfg.split
-    if sp.criterion == "fsnas":
-        warm = min(sp.fsnas_warmup_epochs, t.epochs - 1) if sp.fsnas_transfer else 0
-        k = space.choices[sp.fsnas_position]  # one supernet per choice at the split position
-        return {"train.epochs": warm + (t.epochs - warm) * k}
-    if sp.criterion == "gmnas":
-        points = [e for e in sp.gm_warmup_epochs if 0 < e < t.epochs]
-        new_points, pos, prev = [], 0, 0
-        for i, p in enumerate(points):
-            pos += (p - prev) * sp.gm_groups ** i
-            new_points.append(pos)
-            prev = p
-        total = pos + (t.epochs - prev) * sp.gm_groups ** len(points)
-        return {"train.epochs": total, "split.gm_warmup_epochs": new_points}
-    return {}
-
-
 def variant_config(base: RunConfig, variant: Variant, seed: int, out: Path, *,
                    budget: str = "equal", space=None) -> RunConfig:
+    """The base config with the variant's criterion, sampler and settings. A criterion other
+    than the base's gets its own default width divisor and structure (full width, separate
+    supernets for the baselines). "published" budgets lengthen training as the criterion's
+    papers did (`SplitCriterion.published_schedule`)."""
     d = base.model_dump()
+    if variant.criterion != base.split.criterion:
+        d["split"]["width_divisor"] = None
+        d["split"]["structure"] = None
     d["split"]["criterion"] = variant.criterion
-    if variant.criterion != "nonlinearity":
-        d["split"]["width_divisor"] = 1
-        d["split"]["structure"] = "separate"
     d["train"]["sampler"] = variant.sampler
     for item in variant.overrides:
         d = merge_dicts(d, parse_override(item))
@@ -107,108 +79,35 @@ def variant_config(base: RunConfig, variant: Variant, seed: int, out: Path, *,
     d["out"] = str(out)
     cfg = validate_config(d)
     if budget == "published":
-        for key, value in published_schedule(cfg, space).items():
+        crit = run.build_criterion(cfg)
+        draws = len(create_sampler(cfg.train.sampler, crit.split(space), seed=0).draw(0))
+        for key, value in crit.published_schedule(cfg.split, cfg.train.epochs, space,
+                                                  draws).items():
             section, name = key.split(".")
             d[section][name] = value
         cfg = validate_config(d)
     return cfg
 
 
-class _Stages:
-    """Trains a run in stages (one for plain criteria), each stage in its own folder."""
-
-    def __init__(self, cfg: RunConfig, data, space, device, run_dir: Path, log) -> None:
-        self.cfg, self.data, self.space, self.device = cfg, data, space, device
-        self.run_dir, self.log = run_dir, log
-        self.train_seconds = 0.0
-        self.execution = pipeline.execution_for(cfg, space, device)
-
-    def train(self, nets: FewShotSupernets, *, stage: int, start: int, until: int,
-              sampler: str) -> FewShotSupernets:
-        identity = {**self.cfg.training_identity(), "stage": stage,
-                    "split": nets.split.describe()}
-        trainer = pipeline.build_trainer(self.cfg, nets, self.data, self.run_dir / f"stage{stage}",
-                                         self.execution, sampler=sampler, identity=identity,
-                                         tensorboard=False)
-        if not trainer.resume():
-            trainer.epoch = start
-        if trainer.epoch < until:
-            t0 = time.time()
-            trainer.fit(log=self.log, until=until)
-            self.train_seconds += time.time() - t0
-        else:
-            self.train_seconds += _recorded_seconds(trainer.run_dir)
-        return nets
-
-    def grad_batches(self, n: int = 2) -> list:
-        out = []
-        for i, b in enumerate(self.data.train.batches(self.cfg.train.batch_size, shuffle=True,
-                                                      seed=self.cfg.train.seed + 7, epoch=0,
-                                                      device=self.device)):
-            if i >= n:
-                break
-            out.append(b)
-        return out
-
-
-def _recorded_seconds(stage_dir: Path) -> float:
-    return sum(r.get("seconds", 0.0) for r in pipeline.read_metrics(stage_dir))
-
-
-def train_variant(cfg: RunConfig, v: Variant, data, space, device, run_dir: Path, log=print
+def train_variant(cfg: RunConfig, data, space, device, run_dir: Path, log=print
                   ) -> tuple[FewShotSupernets, dict]:
-    """Train one criterion's supernets; returns them and the cost record."""
+    """Train one row's supernets (every stage of its criterion) in `run_dir`; returns them and
+    the cost record."""
     t = cfg.train
+    criterion = run.build_criterion(cfg)
+    files = RunFiles(run_dir)
+    load_criterion_state(criterion, files)
+    execution = run.execution_for(cfg, space, device)
     torch.manual_seed(t.seed)
-    stages = _Stages(cfg, data, space, device, run_dir, log)
-    split_seconds = 0.0
-    if v.criterion == "fsnas":
-        nets = FewShotSupernets(pipeline.build_split(cfg, space))
-        warm = pipeline.transfer_warmup_epochs(cfg)
-        if warm:
-            t0 = time.time()
-            pipeline.warm_up_from_oneshot(cfg, nets, data, run_dir / "stage0", stages.execution,
-                                          epochs=warm, log_fn=log)
-            stages.train_seconds += time.time() - t0
-        nets = stages.train(nets, stage=1, start=warm, until=t.epochs, sampler=v.sampler)
-    elif v.criterion == "gmnas":
-        from efsnas.split.gmnas import GMNASSplit, split_each
-
-        crit_path = run_dir / "gmnas-split.json"
-        crit = GMNASSplit(width_divisor=1)
-        saved = GMNASSplit.from_json(crit_path.read_text()) if crit_path.exists() else None
-        nets = FewShotSupernets(crit.split(space))
-        points = [e for e in cfg.split.gm_warmup_epochs if 0 < e < t.epochs]
-        start = 0
-        rng = random.Random(t.seed)
-        for i, point in enumerate(points):
-            nets = stages.train(nets, stage=i, start=start, until=point, sampler=v.sampler
-                                if i else "uniform")
-            n_before = len(crit.decisions)
-            if saved is not None and len(saved.decisions) >= n_before + len(nets):
-                # replay a decision made before an interruption (same weights, same result)
-                from efsnas.split.gmnas import split_supernets
-
-                for d in saved.decisions[n_before:n_before + len(nets)]:
-                    nets = split_supernets(nets, d, crit)
-            else:
-                nets, decisions = split_each(nets, crit, stages.grad_batches(),
-                                             num_groups=cfg.split.gm_groups,
-                                             samples=cfg.split.gm_samples, rng=rng,
-                                             balanced=cfg.split.gm_balanced)
-                write_json_atomic(crit_path, json.loads(crit.to_json()))
-            split_seconds += sum(d.seconds for d in crit.decisions[n_before:])
-            start = point
-        nets = stages.train(nets, stage=len(points), start=start, until=t.epochs,
-                            sampler=v.sampler if points else "uniform")
-    else:
-        split = pipeline.build_split(cfg, space)
-        nets = stages.train(pipeline.build_supernets(cfg, split), stage=0, start=0,
-                            until=t.epochs, sampler=t.sampler)
-    steps = (t.epochs * _steps_per_epoch(cfg, data))
-    per_step = len(nets) if t.sampler == "sbs" else 1
+    nets = run.build_supernets(cfg, criterion.initial_split(space), criterion)
+    outcome = train_supernets(cfg, criterion, execution.module(nets), data, execution, files,
+                              tensorboard=False, log_fn=log)
+    nets = outcome.supernets
+    steps = t.epochs * _steps_per_epoch(cfg, data)
+    per_step = len(create_sampler(t.sampler, nets.split, seed=0).draw(0))
     cost = {
-        "train_seconds": stages.train_seconds, "split_seconds": split_seconds,
+        "train_seconds": outcome.summary["train_seconds"],
+        "split_seconds": outcome.summary["split_seconds"],
         "supernets": len(nets), "parameters": sum(p.numel() for p in nets.parameters()),
         "steps": steps, "images_drawn": steps * t.batch_size,
         "subnet_images": steps * t.batch_size * per_step,
@@ -239,8 +138,8 @@ def score_cells(nets: FewShotSupernets, data, cfg: RunConfig, device, cells: lis
     """Top-1 of every cell with its own supernet (one pass per equivalence class)."""
     from efsnas.evaluate.scorer import SubnetScorer
 
-    execution = pipeline.execution_for(cfg, nets.space, device)
-    scorer = SubnetScorer(execution.module(nets), pipeline.heldout_batches_for(cfg, data, execution),
+    execution = run.execution_for(cfg, nets.space, device)
+    scorer = SubnetScorer(execution.module(nets), run.heldout_batches_for(cfg, data, execution),
                           bn=cfg.eval.bn, execution=execution)
     space = nets.space
     return {space.format(c): s for c, s in zip(cells, scorer.score(cells))}
