@@ -37,6 +37,8 @@ class SearchSpace(ABC):
     # (`efsnas.supernets.fewshot.STRUCTURES`); a space offering more than "separate" implements
     # `build_shared_supernet`.
     default_structure: str = "separate"
+    # What reports call subnets that are not valid (NAS-Bench-201: "disconnected").
+    invalid_word: str = "invalid"
 
     # ---- encoding -------------------------------------------------------------------------
     @property

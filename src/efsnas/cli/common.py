@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 from efsnas.data.registry import dataset_names
 from efsnas.errors import UsageError
 from efsnas.fileio import write_json_atomic  # noqa: F401  (re-exported for commands)
-from efsnas.registry import names
+from efsnas.registry import lookup, names
 
 
 def add_space_args(p: argparse.ArgumentParser) -> None:
@@ -27,6 +28,16 @@ def space_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     keys = {"C": "C", "N": "N", "in_channels": "in_channels", "num_classes": "num_classes",
             "input_size": "input_size"}
     return {k: getattr(args, a) for k, a in keys.items() if getattr(args, a, None) is not None}
+
+
+def criterion_options(name: str, groups: str | None) -> dict[str, Any]:
+    """`--groups` for criteria whose constructor takes a grouping; an error for the others."""
+    if not groups:
+        return {}
+    if "groups" not in inspect.signature(lookup("criterion", name)).parameters:
+        raise UsageError(f"--groups does not apply to the {name} criterion (it takes no "
+                         "grouping of counts)")
+    return {"groups": groups}
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:

@@ -7,6 +7,7 @@ import json
 
 from efsnas.cli.common import (
     add_ground_truth_args,
+    criterion_options,
     ground_truth_from_args,
     read_json,
     refuse_overwrite,
@@ -79,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     predicted = load_predictions(args.predictions)
     truth = ground_truth_from_args(args)
     space = create_space(args.space)
-    kw = {"groups": args.groups} if args.groups and args.criterion == "nonlinearity" else {}
-    split = create_criterion(args.criterion, **kw).split(space)
+    split = create_criterion(args.criterion, **criterion_options(args.criterion, args.groups)
+                             ).split(space)
 
     def subspace_of(cell: str) -> str:
         return split.subspaces[split.route(space.parse(cell))].name

@@ -6,7 +6,13 @@ import argparse
 import json
 from collections import Counter, defaultdict
 
-from efsnas.cli.common import add_space_args, refuse_overwrite, space_kwargs, write_json_atomic
+from efsnas.cli.common import (
+    add_space_args,
+    criterion_options,
+    refuse_overwrite,
+    space_kwargs,
+    write_json_atomic,
+)
 from efsnas.errors import UsageError
 from efsnas.registry import create_criterion, create_space, list_spaces
 
@@ -65,7 +71,7 @@ def summarise(space, split, *, samples: int = 20000) -> dict:
         "space": space.describe(),
         "exact": exact,
         "subnets": space.size,
-        "disconnected" if space.name == "nb201" else "invalid": len(subnets) - len(valid),
+        space.invalid_word: len(subnets) - len(valid),
         "equivalence_classes": len({space.canonical(s) for s in valid}) + (
             1 if len(valid) < len(subnets) else 0) if exact else None,
         "per_count": {str(k): counts[k] for k in sorted(counts)},
@@ -83,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
         return draw(space, args)
     if args.out:
         raise UsageError("--out goes with --draw CELL")
-    kw = {"groups": args.groups} if args.groups and args.criterion == "nonlinearity" else {}
-    split = create_criterion(args.criterion, **kw).split(space)
+    split = create_criterion(args.criterion, **criterion_options(args.criterion, args.groups)
+                             ).split(space)
     summary = summarise(space, split, samples=args.samples)
     if args.groups_out:
         refuse_overwrite(args.groups_out, force=args.force, flag="--groups-out")
