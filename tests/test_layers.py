@@ -147,3 +147,17 @@ def test_fast_paths_train_after_scoring_at_a_new_width():
     loss.backward()
     torch.testing.assert_close(net(x, cell).detach(), scored)
     assert all(p.grad is not None for p in net.body.stem.parameters())
+
+
+@pytest.mark.parametrize("shape,centre", [((8, 5, 12, 12), 1.5), ((4, 10, 16, 16), 20.0),
+                                          ((16, 20, 3, 3), -4.0)])
+def test_batch_norm_inference_path_matches_pytorch(shape, centre):
+    """Scoring normalises in fewer passes (one-pass variance): the same numbers as PyTorch's
+    batch norm, also on inputs whose mean is large against their spread."""
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(*shape, generator=g) + centre).contiguous(memory_format=torch.channels_last)
+    bn = BatchNorm2d(shape[1], affine=False, track_running_stats=False)
+    ref = F.batch_norm(x.contiguous(), None, None, training=True, eps=bn.eps)
+    with torch.inference_mode():
+        fast = bn(x)
+    torch.testing.assert_close(fast, ref, atol=1e-4, rtol=1e-4)
