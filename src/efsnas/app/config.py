@@ -23,6 +23,11 @@ from pydantic import (
 
 from efsnas.errors import UsageError
 
+# The components a config names when it names none: the method's own, declared once here (the
+# schema below, the CLI's defaults and the presets' fallbacks read this table).
+DEFAULT_COMPONENTS = {"space": "nb201", "criterion": "nonlinearity", "sampler": "sbs",
+                      "searcher": "evolution"}
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -66,7 +71,7 @@ class SpaceConfig(BaseModel):
     are kept in `options`."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
-    name: str = "nb201"
+    name: str = DEFAULT_COMPONENTS["space"]
     _name = field_validator("name")(lambda v: _registered("space", v))
     input_size: int | None = Field(None, ge=4, description="default: the dataset's image size")
     options: dict[str, Any] = Field(
@@ -111,7 +116,7 @@ class SpaceConfig(BaseModel):
 
 
 class SplitConfig(_Strict):
-    criterion: str = "nonlinearity"
+    criterion: str = DEFAULT_COMPONENTS["criterion"]
     _criterion = field_validator("criterion")(lambda v: _registered("criterion", v))
     groups: str | None = Field(None, description="count grouping, e.g. '0,1/2/3'")
     width_divisor: int | None = Field(None, ge=1, description="G; default: the space's")
@@ -164,7 +169,7 @@ class TrainConfig(_Strict):
     zero_grad: Literal["set_to_none", "zeros"] = Field(
         "set_to_none", description="set_to_none: unsampled operations get no weight decay and no "
         "momentum step; zeros: they do (PyTorch < 2.0, the authors' runs)")
-    sampler: str = "sbs"
+    sampler: str = DEFAULT_COMPONENTS["sampler"]
     _sampler = field_validator("sampler")(lambda v: _registered("sampler", v))
     seed: int = 0
     amp: bool = True
@@ -188,7 +193,7 @@ class EvalConfig(_Strict):
 
 
 class SearchConfig(_Strict):
-    strategy: str = "evolution"
+    strategy: str = DEFAULT_COMPONENTS["searcher"]
     _strategy = field_validator("strategy")(lambda v: _registered("searcher", v))
     population: int = Field(50, ge=2)
     generations: int = Field(20, ge=1)
@@ -382,7 +387,7 @@ def merge_layer(base: dict, layer: dict) -> dict:
     new_space = layer.get("space")
     old_space = base.get("space")
     if (isinstance(new_space, dict) and isinstance(old_space, dict) and "name" in new_space
-            and str(new_space["name"]).lower() != str(old_space.get("name", "nb201")).lower()):
+            and str(new_space["name"]).lower() != str(old_space.get("name", DEFAULT_COMPONENTS["space"])).lower()):
         base = {**base, "space": {k: v for k, v in old_space.items() if k == "input_size"}}
     return merge_dicts(base, layer)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from efsnas.app.config import DEFAULT_COMPONENTS
 from efsnas.cli.common import (
     add_ground_truth_args,
     criterion_options,
@@ -31,9 +32,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="write a scatter plot coloured by subspace, with the calibration per "
                         "subspace beside it; the suffix gives the format (.png, .pdf, .svg)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --plot FILE")
-    p.add_argument("--space", default="nb201", choices=list_spaces(),
+    p.add_argument("--space", default=DEFAULT_COMPONENTS["space"], choices=list_spaces(),
                    help="search space of the cells (default nb201)")
-    p.add_argument("--criterion", default="nonlinearity", choices=list_criteria(),
+    p.add_argument("--criterion", default=DEFAULT_COMPONENTS["criterion"], choices=list_criteria(),
                    help="split whose subspaces get a tau each (default nonlinearity)")
     p.add_argument("--groups", default=None,
                    help="count grouping for the nonlinearity split, e.g. '0,1/2/3'")

@@ -6,6 +6,7 @@ import argparse
 import json
 from collections import Counter, defaultdict
 
+from efsnas.app.config import DEFAULT_COMPONENTS
 from efsnas.cli.common import (
     add_space_args,
     criterion_options,
@@ -23,7 +24,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "equivalence classes, cells per nonlinearity count and per "
                                    "subspace of the chosen split.")
     p.add_argument("space", choices=list_spaces(), help="search space")
-    p.add_argument("--criterion", default="nonlinearity",
+    p.add_argument("--criterion", default=DEFAULT_COMPONENTS["criterion"],
                    help="split criterion: nonlinearity, fsnas, oneshot (default nonlinearity)")
     p.add_argument("--groups", default=None,
                    help="count grouping for the nonlinearity split, e.g. '0,1/2/3'")
