@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from efsnas import create_space, registry
+from module_costs import count_macs
 
 # Keyword options building each registered space at a size the whole file runs in seconds.
 TINY: dict[str, dict] = {
@@ -169,29 +170,6 @@ def test_extract_equals_the_supernet(space, width_divisor):
 
 
 # ---- (e) costs -------------------------------------------------------------------------------
-
-
-def count_macs(net: nn.Module, x: torch.Tensor) -> int:
-    """Multiply-accumulates of conv and linear layers per image, measured with hooks."""
-    macs = 0
-
-    def hook(m, _inp, out):
-        nonlocal macs
-        if isinstance(m, nn.Conv2d):
-            kh, kw = m.kernel_size
-            macs += out[0].numel() * (m.in_channels // m.groups) * kh * kw
-        else:
-            macs += m.in_features * m.out_features
-
-    handles = [m.register_forward_hook(hook) for m in net.modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        with torch.no_grad():
-            net(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return macs
 
 
 def test_flops_and_params_equal_the_built_module(space):

@@ -9,6 +9,7 @@ from torch import nn
 from efsnas import create_criterion, create_space
 from efsnas.errors import UsageError
 from efsnas.spaces.mobilenet.encoding import NUM_LAYERS, SKIP, STAGE_FIRST, TOKENS
+from module_costs import count_macs
 
 TINY = dict(width_mult=0.25, input_size=32, num_classes=5)
 
@@ -33,25 +34,10 @@ def with_skips(base: str, skips) -> tuple[int, ...]:
 
 def count_module(net: nn.Module, input_size: int, in_channels: int = 3) -> tuple[int, int]:
     """Multiply-accumulates of conv and linear layers (batch 1) and parameters, measured."""
-    macs = 0
-
-    def hook(m, _inp, out):
-        nonlocal macs
-        if isinstance(m, nn.Conv2d):
-            kh, kw = m.kernel_size
-            macs += out[0].numel() * (m.in_channels // m.groups) * kh * kw
-        else:
-            macs += m.in_features * m.out_features
-
-    handles = [m.register_forward_hook(hook) for m in net.modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear))]
     device = next(net.parameters()).device
     net.eval()
-    with torch.no_grad():
-        net(torch.empty(1, in_channels, input_size, input_size, device=device))
-    for h in handles:
-        h.remove()
-    return macs, sum(p.numel() for p in net.parameters())
+    x = torch.empty(1, in_channels, input_size, input_size, device=device)
+    return count_macs(net, x), sum(p.numel() for p in net.parameters())
 
 
 # ---- encoding ---------------------------------------------------------------------------------
