@@ -57,6 +57,7 @@ CASES = [  # (id, argv with placeholders, text the message must hold)
     ("no-cuda", ["run", "--preset", "tiny", "--device", "cuda", "--out", "{root}/x"],
      "CUDA is not available"),
     ("space-option", ["space", "mobilenet", "--C", "8"], "no option 'C'"),
+    ("space-option-form", ["space", "mobilenet", "--option", "width_mult"], "bad --option"),
     ("unclosed-yaml", ["run", "--preset", "tiny", "--set", "train.epochs=[1",
                        "--out", "{root}/x"], "not valid YAML"),
     ("sample-negative", ["evaluate", "{root}/run", "--sample", "-1"], "at least 1"),

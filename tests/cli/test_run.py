@@ -148,6 +148,15 @@ def test_space_command_json(capsys, tmp_path, nb201_groups):
     assert json.loads(out.read_text()) == nb201_groups
 
 
+def test_space_command_takes_the_options_a_space_declares(capsys):
+    assert main(["space", "mobilenet", "--option", "width_mult=0.5", "--option",
+                 "width_division=rounded", "--json", "--samples", "20"]) == 0
+    space = json.loads(capsys.readouterr().out)["space"]
+    assert space["width_mult"] == 0.5 and space["width_division"] == "rounded"
+    assert main(["space", "mobilenet", "--json", "--samples", "20"]) == 0
+    assert json.loads(capsys.readouterr().out)["space"]["width_mult"] == 1.0
+
+
 def test_bad_override_of_a_saved_run_is_a_one_line_error(tiny_run, capsys):
     assert main(["retrain", str(tiny_run), "--set", "retrain.epochs=0"]) == 2
     err = capsys.readouterr().err

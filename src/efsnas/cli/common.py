@@ -22,12 +22,23 @@ def add_space_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--in-channels", type=int, default=None, help="input channels (1 = grayscale)")
     g.add_argument("--num-classes", type=int, default=None, help="classes of the classifier")
     g.add_argument("--input-size", type=int, default=None, help="image side in pixels")
+    g.add_argument("--option", metavar="KEY=VALUE", action="append", default=[],
+                   help="any option the space declares, e.g. --option width_mult=0.5 "
+                        "(repeatable; --C and --N are NAS-Bench-201's)")
 
 
 def space_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    from efsnas.app.config import load_yaml
+
     keys = {"C": "C", "N": "N", "in_channels": "in_channels", "num_classes": "num_classes",
             "input_size": "input_size"}
-    return {k: getattr(args, a) for k, a in keys.items() if getattr(args, a, None) is not None}
+    out = {k: getattr(args, a) for k, a in keys.items() if getattr(args, a, None) is not None}
+    for item in getattr(args, "option", []):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"bad --option {item!r}: write KEY=VALUE, e.g. width_mult=0.5")
+        out[key.strip()] = load_yaml(value)
+    return out
 
 
 def criterion_options(name: str, groups: str | None) -> dict[str, Any]:
