@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         stratified_sample,
         summarise_runs,
     )
+    from efsnas.train.checkpoint import same_identity
     from efsnas.train.distributed import init_distributed
 
     if args.per_subspace < 1 or args.seeds < 1:
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as e:
         raise UsageError(f"{runs_file.path} cannot be read ({e}); move it away to start "
                          "afresh") from None
-    if state.get("config") != identity:
+    if not same_identity(state.get("config") or {}, identity):
         if not args.force:
             raise UsageError(f"{runs_file.path} was built with another configuration; use "
                              "another output file or --force")

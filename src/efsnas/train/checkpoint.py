@@ -43,9 +43,27 @@ def check_identity(state: dict, identity: dict, path: str | os.PathLike) -> None
     mine = json.dumps(identity, sort_keys=True)
     if state.get("identity") != mine:
         theirs = json.loads(state.get("identity") or "{}")
+        if same_identity(theirs, identity):
+            return
         raise CheckpointError(
             f"{path} belongs to another configuration ({first_difference(theirs, identity)}); "
             "use another --out folder, or --force to overwrite it")
+
+
+def same_identity(recorded, current) -> bool:
+    """Whether a recorded run identity is the current one. A setting added to the configuration
+    after the run was recorded is absent from it: it matches when its current value is empty
+    (None or {}, the defaults such settings are added with, e.g. `retrain.lr_batch`,
+    `space.options`)."""
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        for key in set(recorded) | set(current):
+            if key not in recorded:
+                if current[key] not in (None, {}):
+                    return False
+            elif key not in current or not same_identity(recorded[key], current[key]):
+                return False
+        return True
+    return recorded == current
 
 
 def load_weights_into(module: torch.nn.Module, weights: dict, path: str | os.PathLike) -> None:
