@@ -154,6 +154,11 @@ class SplitCriterion(ABC):
         k = len(self.split(space))
         return {} if draws_per_step >= k else {"train.epochs": epochs * k // draws_per_step}
 
+    def recorded_split_seconds(self) -> float | None:
+        """Wall time the split decisions took when they were made (replayed ones included), if
+        the criterion records it; None: the time of `refine` itself is the cost."""
+        return None
+
     def state_dict(self) -> dict:
         return {}
 

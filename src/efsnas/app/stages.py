@@ -99,6 +99,9 @@ def train_supernets(cfg: RunConfig, criterion: SplitCriterion, supernets: FewSho
             split_seconds += time.time() - t0
             if dist.is_main:
                 write_json_atomic(files.split_state, criterion.state_dict())
+    recorded = criterion.recorded_split_seconds() if points else None
+    if recorded is not None:  # a resumed run replays decisions in no time: their real cost
+        split_seconds = recorded
     summary = {"epochs": epochs, "steps": trainer.step, "seconds": train_seconds,
                "train_seconds": train_seconds, "split_seconds": split_seconds,
                "resumed": resumed, "stages": len(bounds)}

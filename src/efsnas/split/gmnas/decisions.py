@@ -128,6 +128,9 @@ class GMNASSplit(SplitCriterion):
         self.decisions = list(work.decisions)
         return supernets
 
+    def recorded_split_seconds(self) -> float | None:
+        return sum(d.seconds for d in self.decisions)
+
     def stage_sizes(self, space: SearchSpace, epochs: int) -> list[int]:
         return [self.groups ** i for i in range(len(self.split_epochs(epochs)) + 1)]
 
