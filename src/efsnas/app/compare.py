@@ -9,12 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from efsnas.app import run
 from efsnas.app.config import RunConfig, merge_dicts, parse_override, validate_config
 from efsnas.app.files import RunFiles
-from efsnas.app.stages import load_criterion_state, train_supernets
+from efsnas.app.stages import train_supernets
 from efsnas.errors import UsageError
 from efsnas.evaluate.plots import save_figure
 from efsnas.registry import lookup, names
@@ -96,10 +94,8 @@ def train_variant(cfg: RunConfig, data, space, device, run_dir: Path, log=print
     t = cfg.train
     criterion = run.build_criterion(cfg)
     files = RunFiles(run_dir)
-    load_criterion_state(criterion, files)
     execution = run.execution_for(cfg, space, device)
-    torch.manual_seed(t.seed)
-    nets = run.build_supernets(cfg, criterion.initial_split(space), criterion)
+    nets = run.initial_supernets(cfg, criterion, space, files)
     outcome = train_supernets(cfg, criterion, execution.module(nets), data, execution, files,
                               tensorboard=False, log_fn=log)
     nets = outcome.supernets

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from efsnas.train import trainer
+
 
 class RunFiles:
     """Paths in a run folder. Training writes the config, checkpoint and metrics; staged
@@ -12,8 +14,8 @@ class RunFiles:
     results derived from the supernets, which `clear_derived` removes with them."""
 
     CONFIG = "config.yaml"
-    CHECKPOINT = "checkpoint.pt"
-    METRICS = "metrics.jsonl"
+    CHECKPOINT = trainer.CHECKPOINT  # the trainer writes these two
+    METRICS = trainer.METRICS
     TRAIN_SUMMARY = "train.json"
     SPLIT_STATE = "split-state.json"  # what a staged criterion learned (GM-NAS decisions)
     SCORES = "scores.json"

@@ -67,6 +67,15 @@ def build_supernets(cfg: RunConfig, split: Split, criterion: SplitCriterion | No
                             thresholds=tuple(cfg.split.thresholds or ()) or None)
 
 
+def initial_supernets(cfg: RunConfig, criterion: SplitCriterion, space: SearchSpace,
+                      files: RunFiles) -> FewShotSupernets:
+    """The supernets training starts from, seeded (the same initial weights on every rank and
+    every rerun), with what the criterion learned in `files` loaded first."""
+    load_criterion_state(criterion, files)
+    torch.manual_seed(cfg.train.seed)
+    return build_supernets(cfg, criterion.initial_split(space), criterion)
+
+
 def execution_for(cfg: RunConfig, space: SearchSpace, device: torch.device) -> Execution:
     t = cfg.train
     return resolve_execution(device, space, amp=t.amp, amp_dtype=t.amp_dtype,
@@ -85,15 +94,6 @@ def heldout_batches_for(cfg: RunConfig, data, execution: Execution):
 def describe_subnet(space: SearchSpace, subnet, **extra) -> dict:
     return {"cell": space.format(subnet), "nonlinearity_count": space.nonlinearity_count(subnet),
             "flops": space.flops(subnet), "params": space.params(subnet), **extra}
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    path = RunFiles(run_dir).metrics
-    if not path.exists():
-        return []
-    from efsnas.train.trainer import read_jsonl
-
-    return read_jsonl(path)
 
 
 def prepare_run_dir(cfg: RunConfig, files: RunFiles, *, force: bool, is_main: bool = True
@@ -150,12 +150,9 @@ class Run:
         data = load_data(cfg)
         space = build_space(cfg, data)
         criterion = build_criterion(cfg)
-        split = criterion.initial_split(space)
         prepare_run_dir(cfg, files, force=force, is_main=dist.is_main)
         dist.barrier()
-        load_criterion_state(criterion, files)
-        torch.manual_seed(cfg.train.seed)
-        supernets = build_supernets(cfg, split, criterion)
+        supernets = initial_supernets(cfg, criterion, space, files)
         execution = execution_for(cfg, space, device)
         return cls(cfg, files, data, space, criterion, execution.module(supernets), execution,
                    dist)

@@ -31,6 +31,7 @@ from efsnas.train.distributed import DistContext
 from efsnas.train.step import build_optimizer, cosine_lr, train_step
 
 CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
 
 
 class Interrupted(EfsnasError):
@@ -140,7 +141,7 @@ class SupernetTrainer:
         if not self.checkpoint_path.exists():
             return False
         self.load_state_dict(load_checkpoint(self.checkpoint_path, map_location=self.device))
-        metrics = self.run_dir / "metrics.jsonl"
+        metrics = self.run_dir / METRICS
         if self.dist.is_main and metrics.exists():
             # A kill between writing an epoch's metrics and its checkpoint would log it twice,
             # and one during the append leaves half a line: both go.
@@ -268,7 +269,7 @@ class SupernetTrainer:
     def _log_metrics(self, record: dict, writer) -> None:
         if not self.dist.is_main:
             return
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
+        with open(self.run_dir / METRICS, "a") as f:
             f.write(json.dumps(record) + "\n")
         if writer is not None:
             for k, (lo, acc) in enumerate(zip(record["loss"], record["acc"])):
