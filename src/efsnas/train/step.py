@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -66,7 +67,7 @@ def train_step(
         # Clip each supernet module on its own, so one supernet's gradient never shrinks
         # another's; a shared structure is one module, clipped once.
         for m in {id(modules[k]): modules[k] for k, _ in draws}.values():
-            params = [p for p in m.parameters() if p.grad is not None]
+            params = [p for p in _parameters(m) if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
     if scaler is not None:
         scaler.step(optimizer)
@@ -75,6 +76,18 @@ def train_step(
         optimizer.step()
     stats = torch.stack([torch.stack(losses).float(), torch.stack(corrects).float()]).cpu()
     return stats[0].tolist(), [int(c) for c in stats[1].tolist()]
+
+
+_PARAMETERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _parameters(module: nn.Module) -> list[nn.Parameter]:
+    """`module.parameters()`, listed once per module: the walk over a supernet's ~1,000
+    submodules costs ~0.7 ms, every step (NAS-Bench-201 at C=5)."""
+    params = _PARAMETERS.get(module)
+    if params is None:
+        params = _PARAMETERS[module] = list(module.parameters())
+    return params
 
 
 def build_optimizer(module: nn.Module, *, lr: float, momentum: float, nesterov: bool,
