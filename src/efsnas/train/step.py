@@ -83,7 +83,8 @@ _PARAMETERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _parameters(module: nn.Module) -> list[nn.Parameter]:
     """`module.parameters()`, listed once per module: the walk over a supernet's ~1,000
-    submodules costs ~0.7 ms, every step (NAS-Bench-201 at C=5)."""
+    submodules costs ~0.7 ms, every step (NAS-Bench-201 at C=5). Supernets keep their
+    parameters once built (loading a state dict or `.to()` keeps the Parameter objects)."""
     params = _PARAMETERS.get(module)
     if params is None:
         params = _PARAMETERS[module] = list(module.parameters())
