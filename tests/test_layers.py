@@ -75,11 +75,7 @@ def test_supernet_in_channels_last_matches_contiguous():
         loss_cl = F.cross_entropy(net_cl(x.contiguous(memory_format=torch.channels_last), cell), y)
         loss_cl.backward()
         torch.testing.assert_close(loss_cl, ref, atol=1e-5, rtol=1e-5)
-        for (name, p), q in zip(net.named_parameters(), net_cl.parameters()):
-            if p.grad is None:
-                assert q.grad is None, name
-            else:
-                torch.testing.assert_close(q.grad, p.grad, atol=1e-4, rtol=1e-3, msg=name)
+        _assert_same_grads(net_cl, net)
 
 
 @pytest.mark.parametrize("mode,device,space_hint,expected", [
@@ -128,11 +124,7 @@ def test_stacked_edges_match_edge_by_edge(channels_last):
         ref = F.cross_entropy(plain(x, cell), y)
         ref.backward()
         torch.testing.assert_close(loss, ref, atol=1e-5, rtol=1e-5)
-        for (name, p), q in zip(plain.named_parameters(), net.parameters()):
-            if p.grad is None:
-                assert q.grad is None, name
-            else:
-                torch.testing.assert_close(q.grad, p.grad, atol=1e-4, rtol=1e-3, msg=name)
+        _assert_same_grads(net, plain)
 
 
 def test_fast_paths_train_after_scoring_at_a_new_width():
@@ -161,3 +153,12 @@ def test_batch_norm_inference_path_matches_pytorch(shape, centre):
     with torch.inference_mode():
         fast = bn(x)
     torch.testing.assert_close(fast, ref, atol=1e-4, rtol=1e-4)
+
+
+def _assert_same_grads(got: torch.nn.Module, ref: torch.nn.Module) -> None:
+    """Same parameters with a gradient, and equal gradients, in two copies of one network."""
+    for (name, p), q in zip(ref.named_parameters(), got.parameters()):
+        if p.grad is None:
+            assert q.grad is None, name
+        else:
+            torch.testing.assert_close(q.grad, p.grad, atol=1e-4, rtol=1e-3, msg=name)

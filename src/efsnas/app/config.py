@@ -149,20 +149,25 @@ class DataConfig(_Strict):
     augment: bool = True
 
 
-class TrainConfig(_Strict):
-    epochs: int = Field(250, ge=1)
-    steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch")
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(0.025, gt=0)
+class _SGDConfig(_Strict):
+    """The optimiser settings supernet training and stand-alone retraining share."""
+
     lr_batch: int | None = Field(
         None, ge=1, description="the global batch `lr` is given for; set, lr scales linearly to "
         "batch_size x processes (torchrun)")
-    lr_min: float = Field(0.001, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
     weight_decay: float = Field(5e-4, ge=0)
     wd_weights_only: bool = False
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+
+class TrainConfig(_SGDConfig):
+    epochs: int = Field(250, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch")
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(0.025, gt=0)
+    lr_min: float = Field(0.001, ge=0)
     grad_clip: float | None = Field(
         None, gt=0, description="clip each supernet's gradient norm (the authors' NAS-Bench-201 "
         "training has none)")
@@ -208,21 +213,13 @@ class SearchConfig(_Strict):
     top: int = Field(10, ge=1, description="cells written to the result")
 
 
-class RetrainConfig(_Strict):
+class RetrainConfig(_SGDConfig):
     """Stand-alone training of one subnet (retraining the found cell, building ground truth)."""
 
     epochs: int = Field(200, ge=1)
     batch_size: int = Field(256, ge=1)
     lr: float = Field(0.1, gt=0)
-    lr_batch: int | None = Field(
-        None, ge=1, description="the global batch `lr` is given for; set, lr scales linearly to "
-        "batch_size x processes (torchrun)")
     lr_min: float = Field(0.0, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    nesterov: bool = True
-    weight_decay: float = Field(5e-4, ge=0)
-    wd_weights_only: bool = False
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
     dropout: float = Field(0.0, ge=0, lt=1)
     grad_clip: float | None = Field(5.0, gt=0)
     max_train: int | None = Field(None, ge=1, description="training images used")
