@@ -29,6 +29,10 @@ def test_ground_truth_builder(ground_truth):
     assert meta["seed_to_seed_tau"]["pairs"][0]["cells"] == 9
     assert meta["split_half_tau"]["splits"] == 1 and meta["noise_ceiling"]["seeds"] == 2
     assert len(runs) == 18
+    # The recipe says what was measured (the tiny preset: digits, NB201 C=2 N=1, 1 epoch here).
+    recipe = meta["recipe"]
+    assert recipe["space"] == "nb201" and recipe["epochs"] == 1 and recipe["seeds"] == [0, 1]
+    assert {"C", "N"} <= set(recipe["space_options"]) and recipe["training_images"] > 0
 
 
 def test_ground_truth_builder_resumes(ground_truth, capsys):

@@ -43,6 +43,22 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def recipe(cfg, space, data, seeds: list[int]) -> dict:
+    """What the ground truth measures, so it can be trusted and reused: the space and its
+    options, the images, and the stand-alone training recipe."""
+    r = cfg.retrain
+    n_train = len(data.train) if r.max_train is None else min(r.max_train, len(data.train))
+    return {
+        "space": space.name, "space_options": dict(cfg.space.options),
+        "image_size": cfg.data.image_size or cfg.space.input_size, "dataset": cfg.data.name,
+        "training_images": n_train,
+        "test_images": len(data.test) if data.test is not None else None,
+        "epochs": r.epochs, "batch_size": r.batch_size, "lr": r.lr, "lr_min": r.lr_min,
+        "weight_decay": r.weight_decay, "augment": cfg.data.augment, "seeds": seeds,
+        "amp": cfg.train.amp,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     from efsnas.app.run import (
         build_criterion,
@@ -124,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         "seeds": seeds,
         "per_subspace": {split.subspaces[k].name: sum(1 for c in cells if split.route(c) == k)
                          for k in range(len(split))},
-        **rel, "data": data.description,
+        **rel, "data": data.description, "recipe": recipe(cfg, space, data, seeds),
         "train_seconds": sum(r["seconds"] for r in runs.values()),
         "per_seed": per_seed,
     }
