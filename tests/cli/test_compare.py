@@ -146,6 +146,67 @@ def test_published_budget_gives_every_sub_supernet_the_whole_schedule():
     assert equal.train.epochs == 4
 
 
+def test_passes_budget_matches_the_subnet_passes_of_this_method():
+    from efsnas import create_space
+    from efsnas.app import compare
+    from efsnas.app.config import load_config
+
+    space = create_space("nb201")
+    base = load_config(preset="tiny", overrides=["train.epochs=4", "split.fsnas_transfer=true",
+                                                 "split.fsnas_warmup_epochs=1",
+                                                 "split.gm_warmup_epochs=[1,2]"])
+    k = compare.draws_per_step(base, space)  # SBS: one subnet per subspace and step
+    assert k == 3
+    rows = compare.variants()
+
+    def cfg(name):
+        return compare.variant_config(base, rows[name], 0, "x", budget="passes", space=space)
+
+    # one subnet a step: K times the steps, split epochs at the same fraction of the run
+    assert cfg("oneshot").train.epochs == 4 * k
+    assert cfg("nonlinearity-nosbs").train.epochs == 4 * k
+    assert (cfg("fsnas").train.epochs, cfg("fsnas").split.fsnas_warmup_epochs) == (12, 3)
+    assert (cfg("gmnas").train.epochs, cfg("gmnas").split.gm_warmup_epochs) == (12, [3, 6])
+    # this method itself is unchanged: the reference
+    ours = cfg("nonlinearity")
+    same = compare.variant_config(base, rows["nonlinearity"], 0, "x", space=space)
+    assert (ours.training_identity(), ours.train.epochs) == (same.training_identity(), 4)
+
+
+def test_compare_over_budgets_in_shards(ground_truth, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--ground-truth", str(ground_truth), "--criteria", "oneshot,nonlinearity",
+            "--seeds", "2", "--preset", "tiny", "--out", str(out), "--budget", "equal,passes",
+            "--set", "train.epochs=1", "--set", "train.steps_per_epoch=2"]
+    assert main([*args, "--shard", "0/2"]) == 0
+    assert "rerun without --shard" in capsys.readouterr().out
+    assert not (out / "equal" / "compare.json").exists()
+    assert main([*args, "--shard", "1/2"]) == 0
+    # 2 rows x 2 seeds x 2 budgets, of which this method's passes runs are its equal runs:
+    # 6 trainings between the two shards, and 2 copies
+    costs = [json.loads(p.read_text()) for p in out.glob("*/*/seed*/cost.json")]
+    assert len(costs) == 8 and sum("reused_from" not in c for c in costs) == 6
+    capsys.readouterr()
+    assert main(args) == 0  # the tables: nothing left to train
+    assert "==" not in capsys.readouterr().out
+    equal = json.loads((out / "equal" / "compare.json").read_text())
+    passes = json.loads((out / "passes" / "compare.json").read_text())
+    assert equal["budget"] == "equal" and passes["budget"] == "passes"
+    ours = equal["runs"]["nonlinearity"]
+    one_eq, one_pa = equal["runs"]["oneshot"], passes["runs"]["oneshot"]
+    assert one_pa[0]["subnet_passes"] == ours[0]["subnet_passes"] == 3 * one_eq[0]["subnet_passes"]
+    assert passes["runs"]["nonlinearity"] == ours  # the same training, reused
+    reused = json.loads((out / "passes" / "nonlinearity" / "seed0" / "cost.json").read_text())
+    assert reused["reused_from"].endswith("seed0")
+    for run in one_eq + ours:  # measured and counted costs
+        assert run["train_cpu_seconds"] > 0 and run["threads"] >= 1 and run["train_flops"] > 0
+    # half-width supernets, three subnets a step: less work per pass than one-shot at full width
+    assert ours[0]["train_flops"] / ours[0]["subnet_images"] < (
+        one_eq[0]["train_flops"] / one_eq[0]["subnet_images"])
+    assert (out / "quality_vs_cost.png").stat().st_size > 10_000
+    assert "standard error" in (out / "equal" / "compare.md").read_text()
+
+
 def test_ground_truth_is_not_shrunk_without_force(ground_truth, capsys):
     before = ground_truth.read_text()
     assert main(["groundtruth", "build", str(ground_truth), "--per-subspace", "1", "--seeds", "2",

@@ -164,6 +164,12 @@ class SearchSpace(ABC):
     def params(self, subnet: Subnet) -> int:
         """Parameters of the stand-alone network."""
 
+    def supernet_flops(self, subnet: Subnet, *, width_divisor: int = 1) -> float:
+        """Multiply-accumulates of one forward pass of the subnet inside a supernet narrowed by
+        `width_divisor` (batch 1): what one training pass costs. Default: the stand-alone
+        cost over the divisor squared (convolutions scale with the square of the width)."""
+        return self.flops(subnet) / width_divisor**2
+
     # ---- modules ----------------------------------------------------------------------------
     @abstractmethod
     def build_network(self, subnet: Subnet, **kwargs) -> nn.Module:

@@ -154,6 +154,11 @@ class SplitCriterion(ABC):
         k = len(self.split(space))
         return {} if draws_per_step >= k else {"train.epochs": epochs * k // draws_per_step}
 
+    def stretched_schedule(self, split_config, factor: float) -> dict:
+        """`efsnas compare --budget passes`: config overrides that keep the split epochs at the
+        same fraction of a run `factor` times as long (none for a criterion without stages)."""
+        return {}
+
     def recorded_split_seconds(self) -> float | None:
         """Wall time the split decisions took when they were made (replayed ones included), if
         the criterion records it; None: the time of `refine` itself is the cost."""

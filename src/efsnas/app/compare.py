@@ -1,6 +1,5 @@
-"""Criteria side by side at an equal budget: every registered criterion (one-shot, FS-NAS,
-GM-NAS, this method) and the extra rows they declare. Every run trains for the same epochs and
-steps on the same minibatches (the same number of training images drawn), then scores the same
+"""Criteria side by side: every registered criterion (one-shot, FS-NAS, GM-NAS, this method)
+and the extra rows they declare, at one or more budgets (`BUDGETS`), each run scoring the same
 ground-truth cells. Staged criteria train in stages (efsnas.app.stages).
 """
 
@@ -56,15 +55,29 @@ def parse_variant(text: str) -> tuple[str, Variant]:
     return name.strip(), Variant(v.criterion, v.sampler, label, tuple(sets))
 
 
-BUDGETS = ("equal", "published")
+# equal: the same epochs on the same minibatches (images drawn); passes: as many subnet passes
+# (minibatch forward/backward) as the base config (this method with SBS) makes at the equal
+# budget, so a one-subnet-a-step row trains K times as many steps; published: as the criterion's
+# papers trained.
+BUDGETS = ("equal", "passes", "published")
+
+
+def draws_per_step(cfg: RunConfig, space) -> int:
+    """Subnets one training step of this config runs (its sampler on its criterion's split)."""
+    crit = run.build_criterion(cfg)
+    return len(create_sampler(cfg.train.sampler, crit.split(space), seed=0).draw(0))
 
 
 def variant_config(base: RunConfig, variant: Variant, seed: int, out: Path, *,
                    budget: str = "equal", space=None) -> RunConfig:
     """The base config with the variant's criterion, sampler and settings. A criterion other
     than the base's gets its own default width divisor and structure (full width, separate
-    supernets for the baselines). "published" budgets lengthen training as the criterion's
-    papers did (`SplitCriterion.published_schedule`)."""
+    supernets for the baselines). "passes" lengthens training until the row makes as many
+    subnet passes as the base config (split epochs at the same fraction of the run);
+    "published" lengthens it as the criterion's papers did
+    (`SplitCriterion.published_schedule`)."""
+    if budget not in BUDGETS:
+        raise UsageError(f"unknown budget {budget!r}; choose from {', '.join(BUDGETS)}")
     d = base.model_dump()
     if variant.criterion != base.split.criterion:
         d["split"]["width_divisor"] = None
@@ -76,40 +89,72 @@ def variant_config(base: RunConfig, variant: Variant, seed: int, out: Path, *,
     d["train"]["seed"] = seed
     d["out"] = str(out)
     cfg = validate_config(d)
+    if budget == "equal":
+        return cfg
+    crit = run.build_criterion(cfg)
+    draws = draws_per_step(cfg, space)
     if budget == "published":
-        crit = run.build_criterion(cfg)
-        draws = len(create_sampler(cfg.train.sampler, crit.split(space), seed=0).draw(0))
-        for key, value in crit.published_schedule(cfg.split, cfg.train.epochs, space,
-                                                  draws).items():
-            section, name = key.split(".")
-            d[section][name] = value
-        cfg = validate_config(d)
-    return cfg
+        overrides = crit.published_schedule(cfg.split, cfg.train.epochs, space, draws)
+    else:
+        factor = draws_per_step(base, space) / draws
+        epochs = max(1, round(cfg.train.epochs * factor))
+        overrides = {"train.epochs": epochs,
+                     **crit.stretched_schedule(cfg.split, epochs / cfg.train.epochs)}
+    for key, value in overrides.items():
+        section, name = key.split(".")
+        d[section][name] = value
+    return validate_config(d)
 
 
 def train_variant(cfg: RunConfig, data, space, device, run_dir: Path, log=print
                   ) -> tuple[FewShotSupernets, dict]:
     """Train one row's supernets (every stage of its criterion) in `run_dir`; returns them and
     the cost record."""
+    import time
+
+    import torch
+
     t = cfg.train
     criterion = run.build_criterion(cfg)
     files = RunFiles(run_dir)
     execution = run.execution_for(cfg, space, device)
     nets = run.initial_supernets(cfg, criterion, space, files)
+    cpu0 = time.process_time()
     outcome = train_supernets(cfg, criterion, execution.module(nets), data, execution, files,
                               tensorboard=False, log_fn=log)
+    cpu = time.process_time() - cpu0
     nets = outcome.supernets
     steps = t.epochs * _steps_per_epoch(cfg, data)
     per_step = len(create_sampler(t.sampler, nets.split, seed=0).draw(0))
+    subnet_images = steps * t.batch_size * per_step
     cost = {
         "train_seconds": outcome.summary["train_seconds"],
         "split_seconds": outcome.summary["split_seconds"],
+        # CPU time of this process's training (all threads; a resumed run: its last part
+        # only) and its thread count: a cost less sensitive than wall time to other jobs.
+        "train_cpu_seconds": cpu, "threads": torch.get_num_threads(),
+        "resumed": outcome.summary["resumed"],
         "supernets": len(nets), "parameters": sum(p.numel() for p in nets.parameters()),
         "steps": steps, "images_drawn": steps * t.batch_size,
-        "subnet_images": steps * t.batch_size * per_step,
+        "subnet_images": subnet_images,
         "subnet_passes": steps * per_step,  # forward/backward passes of one minibatch
+        # forward + backward ~ 3 forward passes of the subnets run, at the supernets' width
+        "train_flops": 3 * subnet_images * mean_pass_flops(nets.split, t.sampler, seed=t.seed),
     }
     return nets, cost
+
+
+def mean_pass_flops(split, sampler: str, *, seed: int, steps: int = 256) -> float:
+    """Mean multiply-accumulates per image of the subnets the sampler runs on this split (one
+    forward pass, at the split's width), over `steps` replayed draws. Staged criteria trained
+    their early stages on fewer supernets of the same space; the sampled subnets' mean cost
+    is nearly the same there, so the final split stands for the whole run."""
+    space, g = split.space, split.width_divisor
+    draws = create_sampler(sampler, split, seed=seed)
+    cache: dict = {}
+    flops = [cache.setdefault(s, space.supernet_flops(s, width_divisor=g))
+             for step in range(steps) for _, s in draws.draw(step)]
+    return sum(flops) / len(flops)
 
 
 def _steps_per_epoch(cfg: RunConfig, data) -> int:
@@ -125,8 +170,9 @@ METRICS = [  # (key, header, format)
     ("tau_top50", "tau top 50%", "{:.3f}"), ("spearman", "Spearman", "{:.3f}"),
     ("calibration", "mean predicted / true per subspace", "{:.1f}"),
     ("best_rank", "GT rank of best", "{:.1f}"), ("train_seconds", "train s", "{:.0f}"),
-    ("split_seconds", "split s", "{:.1f}"), ("parameters", "params", "{:,.0f}"),
-    ("subnet_passes", "subnet passes", "{:,.0f}"),
+    ("train_cpu_seconds", "train CPU s", "{:.0f}"), ("split_seconds", "split s", "{:.1f}"),
+    ("parameters", "params", "{:,.0f}"), ("images_drawn", "images", "{:,.0f}"),
+    ("subnet_passes", "subnet passes", "{:,.0f}"), ("train_flops", "train TMACs", "{:.2f}"),
 ]
 
 
@@ -155,6 +201,8 @@ def summarise(record: dict, ranking: dict) -> dict:
         **{f"true_mean_{k}": v["true_mean"] for k, v in ranking.get("calibration", {}).items()},
         **{k: record[k] for k in ("train_seconds", "split_seconds", "parameters",
                                   "subnet_images", "images_drawn", "supernets")},
+        **{k: record[k] for k in ("train_cpu_seconds", "threads", "train_flops")
+           if k in record},
         # (cost records written before subnet_passes existed: images per pass = batch size)
         "subnet_passes": record.get("subnet_passes")
         or record["subnet_images"] * record["steps"] // record["images_drawn"],
@@ -162,7 +210,8 @@ def summarise(record: dict, ranking: dict) -> dict:
 
 
 def aggregate(rows: dict[str, list[dict]]) -> dict[str, dict]:
-    """Mean and standard deviation over seeds of every metric."""
+    """Mean, standard deviation and standard error of the mean over seeds of every metric."""
+    import math
     import statistics
 
     out = {}
@@ -171,8 +220,9 @@ def aggregate(rows: dict[str, list[dict]]) -> dict[str, dict]:
         for key in runs[0]:
             vals = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
             if vals:  # the std of one run is unknown, not 0
-                agg[key] = {"mean": statistics.fmean(vals),
-                            "std": statistics.stdev(vals) if len(vals) > 1 else None}
+                std = statistics.stdev(vals) if len(vals) > 1 else None
+                agg[key] = {"mean": statistics.fmean(vals), "std": std,
+                            "se": None if std is None else std / math.sqrt(len(vals))}
         out[name] = agg
     return out
 
@@ -190,11 +240,12 @@ def markdown_table(agg: dict[str, dict]) -> str:
             if m is None:
                 cells.append("n/a")
             elif key in ("tau_all", "tau_cross", "tau_top1", "tau_top50", "spearman",
-                         "best_rank"):
-                std = "n/a" if m["std"] is None else fmt.format(m["std"])
-                cells.append(f"{fmt.format(m['mean'])} ± {std}")
+                         "best_rank"):  # ± the standard error over seeds
+                se = m.get("se", m["std"])  # (aggregates written before se existed: std)
+                se = "n/a" if se is None else fmt.format(se)
+                cells.append(f"{fmt.format(m['mean'])} ± {se}")
             else:
-                cells.append(fmt.format(m["mean"]))
+                cells.append(fmt.format(m["mean"] / (1e12 if key == "train_flops" else 1)))
         lines.append(f"| {name} | {a['runs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -233,5 +284,58 @@ def bar_chart(agg: dict[str, dict], path: Path, title: str = "") -> None:
     ax.set_ylabel("rank correlation with the ground truth")
     ax.set_title(title or "ranking quality per criterion (mean ± std over seeds)", fontsize=10)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def cost_figure(studies: dict[str, dict], path: Path, title: str = "") -> None:
+    """Ranking quality against search cost (the paper's Figure 1, measured): Kendall tau over
+    the supernets' training wall-clock (left) and counted training FLOPs (right), log scale.
+    `studies`: budget -> its compare.json. One faint point per run; per criterion and budget
+    the mean with standard-error bars; each criterion's budgets joined by a line."""
+    import math
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    criteria = list(dict.fromkeys(n for s in studies.values() for n in s["runs"]))
+    markers = dict(zip(BUDGETS, "os^"))
+    fig = Figure(figsize=(11, 4.6))
+    FigureCanvasAgg(fig)
+    panels = [("train_seconds", "supernet training wall-clock (s, log)"),
+              ("train_flops", "training MACs, forward + backward of the subnets run (log)")]
+    colors = {n: f"C{i}" for i, n in enumerate(criteria)}
+    for i, (xkey, xlabel) in enumerate(panels):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for name in criteria:
+            line = []
+            for budget, study in studies.items():
+                runs = [r for r in study["runs"].get(name, [])
+                        if isinstance(r.get(xkey), (int, float)) and r.get("tau_all") is not None]
+                if not runs:
+                    continue
+                xs, ys = [r[xkey] for r in runs], [r["tau_all"] for r in runs]
+                ax.scatter(xs, ys, color=colors[name], alpha=0.3, s=14,
+                           marker=markers.get(budget, "o"))
+                mx = sum(xs) / len(xs)
+                my = sum(ys) / len(ys)
+                se = (math.sqrt(sum((y - my) ** 2 for y in ys) / (len(ys) - 1) / len(ys))
+                      if len(ys) > 1 else float("nan"))
+                ax.errorbar([mx], [my], yerr=[se], color=colors[name], capsize=3,
+                            marker=markers.get(budget, "o"), markersize=7)
+                line.append((mx, my))
+            line.sort()
+            ax.plot([x for x, _ in line], [y for _, y in line], color=colors[name], lw=1.2,
+                    label=name if i == 0 else None)
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel, fontsize=9)
+        ax.set_ylabel("Kendall tau with the ground truth (all cells)", fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+    handles = [fig.axes[0].scatter([], [], color="grey", marker=markers.get(b, "o"), label=b)
+               for b in studies]
+    fig.axes[0].legend(fontsize=8, loc="lower right")
+    fig.axes[1].legend(handles=handles, title="budget", fontsize=8, loc="lower right")
+    fig.suptitle(title or "ranking quality against search cost (mean ± s.e. over seeds; "
+                 "faint: single runs)", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)

@@ -6,6 +6,7 @@ import argparse
 import inspect
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,11 @@ def shortcut_overrides(args: argparse.Namespace, shortcuts: dict[str, str] | Non
     if getattr(args, "out", None):
         overrides.append(f"out={args.out}")
     return overrides
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`--shard I/N` -> (I, N), 0 <= I < N: this process's share of independent work."""
+    m = re.fullmatch(r"(\d{1,6})/(\d{1,6})", text.strip())
+    if not m or not 0 <= int(m[1]) < int(m[2]):
+        raise argparse.ArgumentTypeError(f"{text!r}: write I/N with 0 <= I < N, e.g. 0/2")
+    return int(m[1]), int(m[2])

@@ -12,10 +12,12 @@ from efsnas.cli.common import (
     add_ground_truth_args,
     config_from_args,
     ground_truth_from_args,
+    parse_shard,
     read_json,
     write_json_atomic,
 )
 from efsnas.errors import UsageError
+from efsnas.fileio import write_atomic
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -41,13 +43,32 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="an extra row: a built-in criterion with settings on top, e.g. "
                         "'separate:nonlinearity;split.structure=separate' (repeatable)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per criterion (default 3)")
-    p.add_argument("--budget", choices=["equal", "published"], default="equal",
+    p.add_argument("--budget", type=_budgets, default=("equal",), metavar="B[,B...]",
                    help="equal: every criterion trains the same epochs on the same minibatches; "
-                        "published: each criterion's own recipe (FS-NAS and GM-NAS train every "
-                        "sub-supernet for the whole schedule, so they run longer); the cost "
+                        "passes: every row makes as many subnet passes (minibatch forward/"
+                        "backward) as this method with SBS at the equal budget, so one-subnet-"
+                        "a-step rows train K times as many steps; published: each criterion's "
+                        "own recipe (FS-NAS and GM-NAS train every sub-supernet for the whole "
+                        "schedule). Several, comma-separated: one subfolder and table per "
+                        "budget, and the quality-vs-cost figure over all of them. The cost "
                         "columns say what each row spent")
+    p.add_argument("--shard", type=parse_shard, default=None, metavar="I/N",
+                   help="train only every N-th run (budget x row x seed), starting at I: run N "
+                        "processes (0/N ... N-1/N) on the same --out to use N cores or N "
+                        "machines; a last call without --shard writes the tables")
     add_config_args(p, default_preset="compare", without=("criterion",))
     return p
+
+
+def _budgets(text: str) -> tuple[str, ...]:
+    from efsnas.app.compare import BUDGETS
+
+    out = tuple(dict.fromkeys(b.strip() for b in text.split(",") if b.strip()))
+    bad = [b for b in out if b not in BUDGETS]
+    if not out or bad:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose budgets from {', '.join(BUDGETS)} "
+                                         "(comma-separated)")
+    return out
 
 
 def _cells(args, space, truth: dict[str, float] | None) -> list:
@@ -95,37 +116,82 @@ def run(args: argparse.Namespace) -> int:
     truth = ground_truth_from_args(args, missing_ok=True)  # a bad file fails before training
     cells = _cells(args, space, truth)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(dump_config(base))
+    write_atomic(out / "config.yaml", lambda f: f.write(dump_config(base)))
+    budgets = args.budget
     print(f"data: {data.description}; {len(cells)} cells; criteria {names}; "
-          f"{args.seeds} seed(s); {base.train.epochs} epochs each")
-    runs: dict[str, list[Path]] = {}
-    for name in names:
-        for seed in range(args.seeds):
-            run_dir = out / name / f"seed{seed}"
-            runs.setdefault(name, []).append(run_dir)
-            cfg = compare.variant_config(base, variants[name], base.train.seed + seed, run_dir,
-                                         budget=args.budget, space=space)
-            if _reusable(run_dir, cfg, cells, space, force=args.force):
-                continue
+          f"{args.seeds} seed(s); budget(s) {', '.join(budgets)}; {base.train.epochs} epochs "
+          "at the equal budget", flush=True)
+    # Each budget's runs in its own folder when there are several (out/BUDGET/ROW/seedS).
+    folder = {b: out / b if len(budgets) > 1 else out for b in budgets}
+    jobs = [(b, name, seed) for b in budgets for name in names for seed in range(args.seeds)]
+    shard_i, shard_n = args.shard or (0, 1)
+    # Runs whose training is the same in two budgets (this method at the passes budget is its
+    # equal-budget run) train once; the shards share out the distinct trainings.
+    plan, first = [], {}
+    for budget, name, seed in jobs:
+        run_dir = folder[budget] / name / f"seed{seed}"
+        cfg = compare.variant_config(base, variants[name], base.train.seed + seed, run_dir,
+                                     budget=budget, space=space)
+        plan.append((budget, name, seed, run_dir, cfg))
+        first.setdefault(_identity_key(cfg), run_dir)
+    trainings = [job for job in plan if first[_identity_key(job[4])] == job[3]]
+    for index, (budget, name, seed, run_dir, cfg) in enumerate(trainings):
+        if _reusable(run_dir, cfg, cells, space, force=args.force) or index % shard_n != shard_i:
+            continue
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(run_dir / "config.yaml", lambda f, cfg=cfg: f.write(dump_config(cfg)))
+        print(f"== {budget}/{name} seed {seed}: {variants[name].label} "
+              f"({cfg.train.epochs} epochs)", flush=True)
+        nets, cost = compare.train_variant(cfg, data, space, device, run_dir)
+        t0 = time.time()
+        scores = compare.score_cells(nets, data, cfg, device, cells)
+        cost["score_seconds"] = time.time() - t0
+        write_json_atomic(run_dir / "cost.json", cost)
+        write_json_atomic(run_dir / "scores.json", {"scores": scores})  # marks the run done
+        print(f"   trained in {cost['train_seconds']:.0f}s, scored {len(scores)} cells in "
+              f"{cost['score_seconds']:.0f}s", flush=True)
+    for budget, name, seed, run_dir, cfg in plan:
+        source = first[_identity_key(cfg)]
+        if source != run_dir and (source / "scores.json").exists() \
+                and not _reusable(run_dir, cfg, cells, space, force=args.force):
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.yaml").write_text(dump_config(cfg))
-            print(f"== {name} seed {seed}: {variants[name].label}", flush=True)
-            nets, cost = compare.train_variant(cfg, data, space, device, run_dir)
-            t0 = time.time()
-            scores = compare.score_cells(nets, data, cfg, device, cells)
-            cost["score_seconds"] = time.time() - t0
-            write_json_atomic(run_dir / "cost.json", cost)
-            write_json_atomic(run_dir / "scores.json", {"scores": scores})  # marks the run done
-            print(f"   trained in {cost['train_seconds']:.0f}s, scored {len(scores)} cells in "
-                  f"{cost['score_seconds']:.0f}s", flush=True)
+            write_atomic(run_dir / "config.yaml", lambda f, cfg=cfg: f.write(dump_config(cfg)))
+            _copy_run(source, run_dir)
+            print(f"== {budget}/{name} seed {seed}: the same training as {source}, reused")
+    if args.shard is not None and not all((folder[b] / n / f"seed{k}" / "scores.json").exists()
+                                          for b, n, k in jobs):
+        print(f"shard {shard_i}/{shard_n} done; when every shard is, rerun without --shard "
+              "for the tables")
+        return 0
     if args.ground_truth and not is_official(Path(args.ground_truth)):
         truth = ground_truth_from_args(args, missing_ok=True)  # it may have grown meanwhile
     if truth is None:
         print(f"scores written under {out}; rerun with --ground-truth FILE for the table")
         return 0
-    return _report(args, out, names, runs, truth, data.description, base, len(cells),
-                   subspace_of=_count_subspaces(base, space),
-                   labels={n: v.label for n, v in variants.items()})
+    studies = {}
+    for b in budgets:
+        runs = {n: [folder[b] / n / f"seed{k}" for k in range(args.seeds)] for n in names}
+        studies[b] = _report(args, folder[b], names, runs, truth, data.description, base,
+                             len(cells), budget=b, subspace_of=_count_subspaces(base, space),
+                             labels={n: v.label for n, v in variants.items()})
+    compare.cost_figure(studies, out / "quality_vs_cost.png")
+    print(f"written: {out / 'quality_vs_cost.png'}")
+    return 0
+
+
+def _identity_key(cfg) -> str:
+    """Runs with equal keys train and score alike (the training identity leaves out the
+    epochs, since a checkpoint may be trained further)."""
+    return json.dumps([cfg.training_identity(), cfg.train.epochs, cfg.eval.model_dump()],
+                      sort_keys=True, default=str)
+
+
+def _copy_run(src: Path, dst: Path) -> None:
+    """A finished run's cost and scores into another budget's folder (same training)."""
+    cost = read_json(src / "cost.json", "cost")
+    cost["reused_from"] = str(src)
+    write_json_atomic(dst / "cost.json", cost)
+    write_json_atomic(dst / "scores.json", read_json(src / "scores.json", "scores"))
 
 
 def _reusable(run_dir: Path, cfg, cells: list, space, *, force: bool) -> bool:
@@ -138,7 +204,8 @@ def _reusable(run_dir: Path, cfg, cells: list, space, *, force: bool) -> bool:
     if not (run_dir / "config.yaml").exists():
         return False
     old = load_run_config(run_dir)
-    if old.training_identity() != cfg.training_identity() or old.eval != cfg.eval:
+    if (old.training_identity(), old.train.epochs, old.eval) != (
+            cfg.training_identity(), cfg.train.epochs, cfg.eval):
         if not force:
             raise UsageError(f"{run_dir} holds a run with other settings; use another --out, or "
                              "--force to retrain it")
@@ -160,8 +227,9 @@ def _count_subspaces(base, space):
 
 
 def _report(args, out: Path, names, runs: dict[str, list[Path]], truth: dict[str, float],
-            data_desc: str, base, n_cells: int, *, subspace_of=None,
-            labels: dict | None = None) -> int:
+            data_desc: str, base, n_cells: int, *, budget: str, subspace_of=None,
+            labels: dict | None = None) -> dict:
+    """Write one budget's compare.json, compare.md and bar chart; return the compare.json."""
     from efsnas.app import compare
     from efsnas.evaluate.ranking import correlate
 
@@ -175,16 +243,19 @@ def _report(args, out: Path, names, runs: dict[str, list[Path]], truth: dict[str
             rows.setdefault(name, []).append(summary)
     agg = compare.aggregate(rows)
     table = compare.markdown_table(agg)
-    write_json_atomic(out / "compare.json", {
+    study = {
         "ground_truth": args.ground_truth, "ground_truth_dataset": args.dataset,
         "ground_truth_metric": args.metric, "cells": n_cells, "seeds": args.seeds,
-        "budget": args.budget,
+        "budget": budget,
         "data": data_desc, "config": base.model_dump(),
-        "variants": {n: (labels or {}).get(n) for n in names}, "criteria": agg, "runs": rows})
-    (out / "compare.md").write_text(table + "\n")
+        "variants": {n: (labels or {}).get(n) for n in names}, "criteria": agg, "runs": rows}
+    write_json_atomic(out / "compare.json", study)
+    write_atomic(out / "compare.md", lambda f: f.write(
+        f"Budget: {budget}. Mean ± standard error over {args.seeds} seed(s).\n\n{table}\n"))
     compare.bar_chart(agg, out / "compare.png")
+    print(f"-- budget {budget}")
     print(table)
     print(f"written: {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.png'}")
     print(json.dumps({n: round(a["tau_all"]["mean"], 4) for n, a in agg.items()
                       if "tau_all" in a}))
-    return 0
+    return study

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
-from efsnas.cli.common import add_config_args, config_from_args, write_json_atomic
+from efsnas.cli.common import (
+    add_config_args,
+    config_from_args,
+    parse_shard,
+    write_json_atomic,
+)
 from efsnas.errors import UsageError
-
-
-def _shard(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"(\d+)/(\d+)", text.strip())
-    if not m or not 0 <= int(m[1]) < int(m[2]):
-        raise argparse.ArgumentTypeError(f"{text!r}: write I/N with 0 <= I < N, e.g. 0/2")
-    return int(m[1]), int(m[2])
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -35,7 +32,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--per-subspace", type=int, default=70, help="cells per subspace (default 70)")
     b.add_argument("--seeds", type=int, default=3, help="trainings per cell (default 3)")
     b.add_argument("--sample-seed", type=int, default=0, help="seed of the stratified sample")
-    b.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N",
+    b.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="I/N",
                    help="train only every N-th training of the plan, starting at I: run N "
                         "processes (0/N ... N-1/N) on the same FILE to use N cores; they share "
                         "one state file")

@@ -154,6 +154,9 @@ class EdgeOperationSplit(SplitCriterion):
     def stage_sizes(self, space: SearchSpace, epochs: int) -> list[int]:
         return [1] * len(self.split_epochs(epochs)) + [len(self.split(space))]
 
+    def stretched_schedule(self, split_config, factor: float) -> dict:
+        return {"split.fsnas_warmup_epochs": round(split_config.fsnas_warmup_epochs * factor)}
+
     def published_schedule(self, split_config, epochs: int, space: SearchSpace,
                            draws_per_step: int) -> dict:
         """The one-shot warm-up as it is, then K times the rest."""

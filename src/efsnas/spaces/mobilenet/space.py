@@ -145,6 +145,9 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
     def flops(self, subnet: Subnet, *, width_divisor: int = 1) -> int:
         return self._cost(subnet, width_divisor, True)[0]
 
+    def supernet_flops(self, subnet: Subnet, *, width_divisor: int = 1) -> float:
+        return self.flops(subnet, width_divisor=width_divisor)
+
     def params(self, subnet: Subnet, *, width_divisor: int = 1, affine: bool = True) -> int:
         return self._cost(subnet, width_divisor, affine)[1]
 

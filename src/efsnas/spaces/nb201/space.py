@@ -100,6 +100,9 @@ class NB201Space(EvolutionMixin, SearchSpace):
             total += self.N * per_cell
         return total + c * self.num_classes
 
+    def supernet_flops(self, subnet: Subnet, *, width_divisor: int = 1) -> float:
+        return self.flops(subnet, C=max(1, self.C // width_divisor))
+
     def params(self, subnet: Subnet, *, C: int | None = None, affine: bool = True) -> int:
         cell = C_.canonical_cell(subnet)
         live = C_.live_edges(cell)

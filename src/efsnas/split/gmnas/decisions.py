@@ -134,6 +134,10 @@ class GMNASSplit(SplitCriterion):
     def stage_sizes(self, space: SearchSpace, epochs: int) -> list[int]:
         return [self.groups ** i for i in range(len(self.split_epochs(epochs)) + 1)]
 
+    def stretched_schedule(self, split_config, factor: float) -> dict:
+        return {"split.gm_warmup_epochs": [round(e * factor)
+                                           for e in split_config.gm_warmup_epochs]}
+
     def published_schedule(self, split_config, epochs: int, space: SearchSpace,
                            draws_per_step: int) -> dict:
         """Between split epochs, each stage grows by its number of supernets."""
