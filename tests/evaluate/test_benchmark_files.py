@@ -212,3 +212,45 @@ def test_flags_on_every_command_that_reads_a_ground_truth(tmp_path, capsys):
     assert main(["correlate", str(gt), str(gt), "--metric", "valid"]) == 2
     err = capsys.readouterr().err.strip()
     assert "metric=valid selects a column" in err and "\n" not in err
+
+
+class _Payload:
+    """Creates `marker` if unpickled: what a stranger's benchmark file could carry."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("form", ["pth", "archive", "folder_meta"])
+@pytest.mark.parametrize("command", ["correlate", "compare"])
+def test_hostile_benchmark_files_run_nothing(form, command, tmp_path, capsys):
+    import torch
+
+    nats = pytest.importorskip("nats_bench", reason=EXTRA)
+    pytest.importorskip("nas_201_api", reason=EXTRA)
+    marker = tmp_path / "marker"
+    payload = {"meta_archs": CELLS, "x": _Payload(marker)}
+    if form == "pth":
+        path = tmp_path / "NAS-Bench-201-v1_1-evil.pth"
+        torch.save(payload, path)
+    elif form == "archive":
+        nats.pickle_save(payload, tmp_path / "NATS-tss-v1_0-3ffb9-simple.pickle")
+        path = tmp_path / "NATS-tss-v1_0-3ffb9-simple.pickle.pbz2"
+    else:
+        path = tmp_path / "NATS-tss-v1_0-3ffb9-simple"
+        path.mkdir()
+        nats.pickle_save(payload, path / "meta.pickle")
+    scores = tmp_path / "scores.json"
+    scores.write_text(json.dumps({"scores": {CELLS[1]: 1.0}}))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    argv = (["correlate", str(scores), str(path)] if command == "correlate" else
+            ["compare", "--ground-truth", str(path), "--out", str(tmp_path / "cmp")])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert "refusing to load" in err and "system" in err and path.name in err
+    assert not marker.exists()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written

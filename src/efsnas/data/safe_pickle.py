@@ -55,9 +55,10 @@ def _allowed() -> dict[tuple[str, str], Any]:
 
 
 class _ArrayUnpickler(pickle.Unpickler):
-    def __init__(self, file: IO[bytes], *, where: str) -> None:
+    def __init__(self, file: IO[bytes], *, where: str, kind: str = "dataset pickle") -> None:
         super().__init__(file, encoding="latin1")  # Python 2 str (CIFAR's arrays) -> str
         self.where = where
+        self.kind = kind
         self.table = _allowed()
 
     def find_class(self, module: str, name: str) -> Any:
@@ -65,7 +66,7 @@ class _ArrayUnpickler(pickle.Unpickler):
             return self.table[(module, name)]
         except KeyError:
             raise DataError(
-                f"refusing to load {module}.{name} from {self.where}: dataset pickles may hold "
+                f"refusing to load {module}.{name} from {self.where}: {self.kind}s may hold "
                 "only arrays, lists, dicts, numbers and strings"
             ) from None
 
@@ -84,14 +85,14 @@ def safe_load(file: str | os.PathLike | IO[bytes]) -> Any:
     return _load(file, str(getattr(file, "name", "<stream>")))
 
 
-def _load(f: IO[bytes], where: str) -> Any:
+def _load(f: IO[bytes], where: str, kind: str = "dataset pickle") -> Any:
     try:
-        return _ArrayUnpickler(f, where=where).load()
+        return _ArrayUnpickler(f, where=where, kind=kind).load()
     except DataError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
             IndexError, KeyError, OverflowError, UnicodeDecodeError, MemoryError) as e:
-        raise DataError(f"{where} is not a readable dataset pickle ({type(e).__name__}: {e})"
+        raise DataError(f"{where} is not a readable {kind} ({type(e).__name__}: {e})"
                         ) from None
 
 
@@ -110,3 +111,8 @@ def get_key(d: Any, key: str, *, where: str) -> Any:
 def loads(data: bytes, *, where: str = "<bytes>") -> Any:
     """`safe_load` for bytes in memory."""
     return _load(io.BytesIO(data), where)
+
+
+def load_stream(f: IO[bytes], *, where: str, kind: str) -> Any:
+    """`safe_load` of an open stream (a bz2 archive), naming what `kind` of file it is."""
+    return _load(f, where, kind)

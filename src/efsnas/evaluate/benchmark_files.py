@@ -67,12 +67,19 @@ def load_official(path: str | os.PathLike, *, dataset: str = "cifar10", metric: 
     p = Path(path)
     check_column(hp=hp)
     bench_dataset, key = benchmark_key(dataset, metric)
+    with _safe_loading(_package_for(p)):  # a NATS folder is read during the loop too
+        return _read_all(p, bench_dataset, key, hp)
+
+
+def _read_all(p: Path, bench_dataset: str, key: str, hp: str) -> dict[str, float]:
     api = _open(p)
     out: dict[str, float] = {}
     for i in range(len(api)):
         arch = api.arch(i)
         try:
             info = api.get_more_info(i, bench_dataset, hp=hp, is_random=False)
+        except UsageError:  # a refused or damaged file
+            raise
         except Exception as e:  # the packages raise bare KeyError / ValueError / assertions
             raise UsageError(f"{p}: no {bench_dataset} results at hp={hp} for architecture {i} "
                              f"({arch}): {type(e).__name__}: {e}") from None
@@ -111,28 +118,88 @@ def _import(pkg: str, p: Path):
                          "mapping cell -> accuracy instead") from None
 
 
-@contextlib.contextmanager
-def _full_unpickling():
-    """Let nas_201_api's own `torch.load(path)` unpickle the whole file. Since torch 2.6 that
-    call defaults to weights_only=True, which refuses anything but tensors and builtins (such as
-    numpy scalars); handing the package an already loaded dict instead would deep-copy a
-    multi-GB object. The file is the user's chosen benchmark file, as nats_bench's are, which
-    that package unpickles in full anyway."""
-    name = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
-    old = os.environ.get(name)
-    forced_safe = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0").lower() in (
-        "1", "y", "yes", "true")
-    if not forced_safe:  # the user's explicit choice wins
-        os.environ[name] = "1"
+# The genuine files hold only dicts, lists, sets, numbers, strings and numpy scalars (the packages
+# pickle their records' state_dict(), not the record objects), so these are all a reader needs.
+_NB201_GLOBALS = ("numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype",
+                  "numpy.dtypes.Float64DType", "numpy.dtypes.Float32DType",
+                  "numpy.dtypes.Int64DType", "numpy.dtypes.Int32DType", "builtins.set")
+
+
+def _nb201_load(path, map_location=None, **_):
+    """torch.load with weights_only, allowing the numpy scalars NAS-Bench-201 files hold; any
+    other global is refused, before it is imported, naming the file and the global."""
+    import torch
+    from torch import serialization
+
     try:
+        unsafe = serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as e:  # not a torch zip file (or a damaged one)
+        raise UsageError(f"could not read {path} with nas_201_api (is it a NAS-Bench-201 .pth "
+                         "file?): "
+                         f"{type(e).__name__}: {e}") from None
+    refused = [g for g in unsafe if g not in _NB201_GLOBALS]
+    if refused:
+        raise UsageError(f"refusing to load {refused[0]} from {path}: NAS-Bench-201 files may "
+                         "hold only tensors, dicts, lists, numbers and strings")
+    allowed = [x for x in map(_resolve, _NB201_GLOBALS) if x is not None]
+    with serialization.safe_globals(allowed), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _resolve(name: str):
+    mod, _, attr = name.rpartition(".")
+    try:  # only names from _NB201_GLOBALS; numpy 1 lacks some, numpy 2 warns on numpy.core
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            yield
+            warnings.simplefilter("ignore")
+            return getattr(importlib.import_module(mod), attr)
+    except (ImportError, AttributeError):
+        return None
+
+
+def _nats_load(file_path, ext=".pbz2"):
+    """nats_bench's pickle_load through the restricted unpickler of efsnas.data.safe_pickle."""
+    import bz2
+
+    from efsnas.data.safe_pickle import load_stream
+
+    path = str(file_path) if os.path.isfile(str(file_path)) else str(file_path) + ext
+    try:
+        with bz2.BZ2File(path, "rb") as f:
+            return load_stream(f, where=path, kind="NATS-Bench file")
+    except OSError as e:  # bz2 raises OSError on damaged data
+        raise UsageError(f"could not read {path} with nats_bench (is it a NATS-Bench topology "
+                         "file?): "
+                         f"{e.strerror or e}") from None
+
+
+@contextlib.contextmanager
+def _safe_loading(pkg: str):
+    """Swap the package's own loader (torch.load / pickle.load, which run whatever a file names)
+    for a restricted one while its API object reads the file."""
+    mod = _import(pkg, Path(pkg))
+    if pkg == "nas_201_api":
+        import torch
+
+        class _Torch:  # the module's `torch` with only `load` replaced
+            def __getattr__(self, name):
+                return _nb201_load if name == "load" else getattr(torch, name)
+
+        # both call torch.load through their module's `torch`
+        swaps = [(importlib.import_module(f"{pkg}.{m}"), "torch", _Torch())
+                 for m in ("api_201", "api_utils")]
+    else:  # the archive's loader, and the per-architecture one of a folder
+        swaps = [(importlib.import_module(f"{pkg}.{m}"), "pickle_load", _nats_load)
+                 for m in ("api_topology", "api_utils")]
+    del mod
+    olds = [(where, attr, getattr(where, attr)) for where, attr, _ in swaps]
+    for where, attr, new in swaps:
+        setattr(where, attr, new)
+    try:
+        yield
     finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
+        for where, attr, old in olds:
+            setattr(where, attr, old)
 
 
 def _open(p: Path):
@@ -141,10 +208,11 @@ def _open(p: Path):
     mod = _import(pkg, p)
     try:
         if pkg == "nas_201_api":
-            with _full_unpickling():
-                return mod.NASBench201API(str(p), verbose=False)
+            return mod.NASBench201API(str(p), verbose=False)
         # a folder is read one architecture at a time (fast mode), the single archive at once
         return mod.create(str(p), "tss", fast_mode=p.is_dir(), verbose=False)
+    except UsageError:
+        raise
     except Exception as e:  # bare assertions, pickle and bz2 errors
         kind = "NAS-Bench-201 .pth" if pkg == "nas_201_api" else "NATS-Bench topology"
         raise UsageError(f"could not read {p} with {pkg} (is it a {kind} file?): "
