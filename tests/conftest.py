@@ -1,4 +1,6 @@
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,15 @@ def nb201_space():
 @pytest.fixture(scope="session")
 def all_cells(nb201_space):
     return list(nb201_space.enumerate())
+
+
+# hypothesis caches constants and unicode tables beside the database, by default in ./.hypothesis
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY",
+                      os.path.join(tempfile.gettempdir(), "efsnas-hypothesis"))
+try:  # a bounded, database-free profile: no .hypothesis folder in the repository, seconds of tests
+    from hypothesis import settings
+
+    settings.register_profile("efsnas", database=None, max_examples=60, deadline=None)
+    settings.load_profile("efsnas")
+except ImportError:  # hypothesis is in the dev extra; its tests skip without it
+    pass

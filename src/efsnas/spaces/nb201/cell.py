@@ -41,7 +41,7 @@ def parse_cell(text: str) -> Cell:
             )
         for tok in tokens:
             name, sep, src = tok.partition("~")
-            if not sep or not src.isdigit():
+            if not sep or not (src.isascii() and src.isdigit()):  # int() refuses '²' etc.
                 raise UsageError(f"malformed cell {text!r}: {tok!r} is not of the form op~input")
             if name not in OPS:
                 raise UsageError(
