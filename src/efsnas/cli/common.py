@@ -63,6 +63,8 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         raise UsageError(f"{what} {path} is not valid JSON (line {e.lineno}: {e.msg})") from None
     except UnicodeDecodeError:
         raise UsageError(f"{what} {path} is not UTF-8 text (a binary file?)") from None
+    except RecursionError:  # nested thousands deep
+        raise UsageError(f"{what} {path} is nested too deep to read") from None
 
 
 def refuse_overwrite(path: str | os.PathLike, *, force: bool, flag: str = "--out") -> None:

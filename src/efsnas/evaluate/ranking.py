@@ -186,6 +186,8 @@ def validate_scores(data, what: str) -> dict[str, float]:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise UsageError(f"{what}: the value of {k!r} is {json.dumps(v)[:40]}; expected a "
                              "number (an object mapping each cell string to a number)")
+        if isinstance(v, int) and not -1e308 < v < 1e308:  # float() would overflow
+            raise UsageError(f"{what}: the value of {k!r} is an integer too big for a float")
     return {k: float(v) for k, v in data.items()}
 
 
@@ -220,4 +222,7 @@ def load_ground_truth(path: str | os.PathLike, *, dataset: str | None = None,
                          "or its folder") from None
     except json.JSONDecodeError as e:
         raise UsageError(f"ground truth {p} is not valid JSON (line {e.lineno}: {e.msg})") from None
+    except RecursionError:  # nested thousands deep
+        raise UsageError(f"ground truth {p} is nested too deep to be a cell -> accuracy mapping"
+                         ) from None
     return validate_scores(data, f"ground truth {p}")
