@@ -21,3 +21,14 @@ def test_correlate_refuses_hostile_json(bad, which, tmp_path, capsys):
     assert main(["correlate", str(scores), str(truth)]) == 2
     err = capsys.readouterr().err.strip()
     assert err and "\n" not in err and "Traceback" not in err
+
+
+def test_correlate_plot_onto_an_unknown_suffix(tmp_path, capsys):
+    for name in ("scores.json", "truth.json"):
+        (tmp_path / name).write_text(json.dumps({CELL: 1.0}))
+    plot = tmp_path / "plot.xyz"
+    assert main(["correlate", str(tmp_path / "scores.json"), str(tmp_path / "truth.json"),
+                 "--plot", str(plot)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown image format 'xyz'" in err and "\n" not in err
+    assert not plot.exists()

@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         if Path(args.plot).resolve() in inputs:
             raise UsageError(f"--plot {args.plot} is one of the inputs; choose another file")
         refuse_overwrite(args.plot, force=args.force, flag="--plot")
+        _check_plot_suffix(args.plot)  # before the work, not a traceback from savefig after it
 
     predicted = load_predictions(args.predictions)
     truth = ground_truth_from_args(args)
@@ -106,6 +107,18 @@ def run(args: argparse.Namespace) -> int:
         if args.plot:
             print(f"plot written to {args.plot}")
     return 0
+
+
+def _check_plot_suffix(plot: str) -> None:
+    from pathlib import Path
+
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = Path(plot).suffix.lstrip(".").lower() or "png"  # no suffix: png, as plots.py
+    known = FigureCanvasBase.get_supported_filetypes()
+    if suffix not in known:
+        raise UsageError(f"--plot {plot}: unknown image format {suffix!r}; use one of "
+                         f"{', '.join(sorted(known))}")
 
 
 def _unscorable(space, cell: str) -> bool:
