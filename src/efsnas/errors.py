@@ -21,5 +21,10 @@ class CheckpointError(UsageError):
     """A checkpoint is corrupted or belongs to another run."""
 
 
+class WorkerError(EfsnasError):
+    """A worker process or cluster job died before returning its result (finished results are
+    kept; rerunning the command continues)."""
+
+
 class TrainingError(EfsnasError):
     """Training cannot produce a usable result (no step taken, a non-finite loss)."""

@@ -13,8 +13,15 @@ TINY = ["--preset", "tiny", "--set", "retrain.epochs=1", "--set", "retrain.batch
 @pytest.fixture(scope="module")
 def ground_truth(tmp_path_factory):
     out = tmp_path_factory.mktemp("gt") / "gt.json"
-    assert main(["groundtruth", "build", str(out), "--per-subspace", "3", "--seeds", "2",
-                 *TINY]) == 0
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # serial and single-threaded: the pooled test's reference
+    try:
+        assert main(["groundtruth", "build", str(out), "--per-subspace", "3", "--seeds", "2",
+                     "--workers", "1", *TINY]) == 0
+    finally:
+        torch.set_num_threads(before)
     return out
 
 
@@ -212,3 +219,55 @@ def test_ground_truth_is_not_shrunk_without_force(ground_truth, capsys):
     assert main(["groundtruth", "build", str(ground_truth), "--per-subspace", "1", "--seeds", "2",
                  *TINY]) == 2
     assert "--force" in capsys.readouterr().err and ground_truth.read_text() == before
+
+
+@pytest.fixture
+def one_thread():
+    """Serial runs single-threaded like a pool's workers, so the comparison is of the
+    scheduling alone."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _finished(folder):
+    """Every run's scores and finalists under `folder`, by run path."""
+    out = {}
+    for path in sorted(folder.glob("**/seed*/scores.json")):
+        fin = json.loads(path.with_name("finalists.json").read_text())
+        out[str(path.parent.relative_to(folder))] = (
+            json.loads(path.read_text())["scores"], fin["pick"],
+            [r["heldout_accuracy"] for r in fin["finalists"]])
+    return out
+
+
+def test_workers_give_the_serial_results(ground_truth, tmp_path, capsys, one_thread):
+    args = ["compare", "--ground-truth", str(ground_truth), "--criteria", "oneshot,nonlinearity",
+            "--seeds", "2", "--preset", "tiny", "--set", "train.steps_per_epoch=2"]
+    assert main([*args, "--out", str(tmp_path / "serial"), "--workers", "1"]) == 0
+    assert main([*args, "--out", str(tmp_path / "pool"), "--workers", "2"]) == 0
+    serial, pooled = _finished(tmp_path / "serial"), _finished(tmp_path / "pool")
+    assert len(serial) == 4 and serial == pooled
+    table = json.loads((tmp_path / "pool" / "compare.json").read_text())
+    serial_table = json.loads((tmp_path / "serial" / "compare.json").read_text())
+    for t in (table, serial_table):  # the runs' folders differ, and so does the out path
+        t["config"].pop("out")
+    assert table == {**table, **serial_table, "runs": table["runs"],
+                     "criteria": table["criteria"]}
+    runs = table["runs"]["nonlinearity"]
+    assert [r["finalist_rank"] for r in runs] == [
+        r["finalist_rank"] for r in json.loads(
+            (tmp_path / "serial" / "compare.json").read_text())["runs"]["nonlinearity"]]
+    assert all(isinstance(r["finalist_rank"], int) for r in runs)
+    assert "GT rank of finalist pick" in (tmp_path / "pool" / "compare.md").read_text()
+    # the ground truth's trainings too: two workers, the serial fixture's accuracies
+    out = tmp_path / "gt.json"
+    assert main(["groundtruth", "build", str(out), "--per-subspace", "3", "--seeds", "2",
+                 "--workers", "2", *TINY]) == 0
+    runs = json.loads(out.with_name("gt.runs.json").read_text())["runs"]
+    serial_runs = json.loads(ground_truth.with_name("gt.runs.json").read_text())["runs"]
+    assert {k: v["top1"] for k, v in runs.items()} == {
+        k: serial_runs[k]["top1"] for k in runs}

@@ -169,7 +169,9 @@ METRICS = [  # (key, header, format)
     ("tau_within", "tau within subspaces", "{:.2f}"),
     ("tau_top50", "tau top 50%", "{:.3f}"), ("spearman", "Spearman", "{:.3f}"),
     ("calibration", "mean predicted / true per subspace", "{:.1f}"),
-    ("best_rank", "GT rank of best", "{:.1f}"), ("train_seconds", "train s", "{:.0f}"),
+    ("best_rank", "GT rank of best", "{:.1f}"),
+    ("finalist_rank", "GT rank of finalist pick", "{:.1f}"),
+    ("train_seconds", "train s", "{:.0f}"),
     ("train_cpu_seconds", "train CPU s", "{:.0f}"), ("split_seconds", "split s", "{:.1f}"),
     ("parameters", "params", "{:,.0f}"), ("images_drawn", "images", "{:,.0f}"),
     ("subnet_passes", "subnet passes", "{:,.0f}"), ("train_flops", "train TMACs", "{:.2f}"),
@@ -240,7 +242,7 @@ def markdown_table(agg: dict[str, dict]) -> str:
             if m is None:
                 cells.append("n/a")
             elif key in ("tau_all", "tau_cross", "tau_top1", "tau_top50", "spearman",
-                         "best_rank"):  # ± the standard error over seeds
+                         "best_rank", "finalist_rank"):  # ± the standard error over seeds
                 se = m.get("se", m["std"])  # (aggregates written before se existed: std)
                 se = "n/a" if se is None else fmt.format(se)
                 cells.append(f"{fmt.format(m['mean'])} ± {se}")

@@ -238,6 +238,21 @@ class VerifyConfig(_Strict):
     max_train: int | None = Field(None, ge=1, description="default: retrain.max_train")
 
 
+class FinalistsConfig(_Strict):
+    """`efsnas run` (and each `compare` run) re-ranks the search's `k` best candidates by
+    stand-alone training: each one trained with a short version of the `retrain` recipe on
+    the training images (never the held-out or test ones) and tested on the held-out images;
+    the answer is the one with the best held-out accuracy. k < 2: the supernets' top-1."""
+
+    k: int = Field(3, ge=0, description="finalists retrained (0 or 1: no re-ranking)")
+    epochs: int | None = Field(None, ge=1, description="default: a quarter of retrain.epochs")
+    max_train: int | None = Field(None, ge=1, description="default: retrain.max_train")
+
+    @property
+    def enabled(self) -> bool:
+        return self.k > 1
+
+
 def scaled_lr(lr: float, lr_batch: int | None, batch_size: int, world_size: int) -> float:
     """The linear scaling rule: `lr` was set for a global batch of `lr_batch` images."""
     return lr if lr_batch is None else lr * batch_size * world_size / lr_batch
@@ -252,6 +267,7 @@ class RunConfig(_Strict):
     search: SearchConfig = SearchConfig()
     retrain: RetrainConfig = RetrainConfig()
     verify: VerifyConfig = VerifyConfig()
+    finalists: FinalistsConfig = FinalistsConfig()
     out: str = "runs/default"
 
     @model_validator(mode="after")
@@ -272,7 +288,7 @@ class RunConfig(_Strict):
         from efsnas import registry
 
         d = self.model_dump()
-        for key in ("search", "eval", "retrain", "verify", "out"):
+        for key in ("search", "eval", "retrain", "verify", "finalists", "out"):
             d.pop(key)
         for key in ("epochs", "device", "cpu_allocator", "tensorboard", "progress"):
             d["train"].pop(key)

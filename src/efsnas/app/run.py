@@ -262,10 +262,13 @@ class Run:
 
 def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: int,
                    execution: Execution, progress: bool = False,
-                   weights: str | Path | None = None, dist: DistContext | None = None) -> dict:
-    """Train `subnet` stand-alone with the retrain recipe; test (or held-out) top-1. With
-    `weights`, the trained network's state_dict is saved there (efsnas.export.save_weights).
-    Under torchrun (`dist`) every rank trains its share of each batch; all evaluate."""
+                   weights: str | Path | None = None, dist: DistContext | None = None,
+                   evaluate: str = "test") -> dict:
+    """Train `subnet` stand-alone with the retrain recipe; test (or held-out) top-1, or with
+    `evaluate="heldout"` the held-out top-1 (choosing among subnets must not see the test
+    set). With `weights`, the trained network's state_dict is saved there
+    (efsnas.export.save_weights). Under torchrun (`dist`) every rank trains its share of each
+    batch; all evaluate."""
     from efsnas.train.standalone import accuracy, train_network
 
     r = cfg.retrain
@@ -282,7 +285,8 @@ def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: in
         label_smoothing=r.label_smoothing, grad_clip=r.grad_clip,
         augment=data.augment if cfg.data.augment else None, seed=seed, execution=execution,
         progress=progress, dist=dist)
-    evaluated = data.test if data.test is not None else data.heldout
+    on_test = evaluate == "test" and data.test is not None
+    evaluated = data.test if on_test else data.heldout
     batches = evaluated.fixed_batches(cfg.eval.batch_size, device=execution.device,
                                       channels_last=execution.channels_last)
     top1, loss = accuracy(net, batches, execution=execution)
@@ -291,7 +295,7 @@ def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: in
 
         save_weights(net, weights)
     return {**describe_subnet(space, subnet), "seed": seed, "top1": top1, "loss": loss,
-            "evaluated_on": "test" if data.test is not None else "heldout",
+            "evaluated_on": "test" if on_test else "heldout",
             "images": len(evaluated), **summary}
 
 

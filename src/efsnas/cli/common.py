@@ -174,3 +174,24 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not m or not 0 <= int(m[1]) < int(m[2]):
         raise argparse.ArgumentTypeError(f"{text!r}: write I/N with 0 <= I < N, e.g. 0/2")
     return int(m[1]), int(m[2])
+
+
+def add_parallel_args(p: argparse.ArgumentParser, *, cluster: bool = False) -> None:
+    """`--workers N` (independent trainings side by side), and for commands that can send
+    them to a cluster, `--executor`, `--partition`, `--timeout-min`, `--gpus`."""
+    g = p.add_argument_group("parallel work (results are the same as one worker's)")
+    g.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes training side by side, each single-threaded (default: one "
+                        "per core on CPU, one per GPU on CUDA; 1: everything in this process)")
+    if not cluster:
+        return
+    g.add_argument("--executor", choices=("local", "slurm", "submitit-local"), default="local",
+                   help="local: a process pool on this machine; slurm: one SLURM job per "
+                        "training through submitit (pip install \"efsnas[cluster]\"), results "
+                        "gathered into the same files; submitit-local: the same jobs as local "
+                        "processes (a cluster run without a cluster)")
+    g.add_argument("--partition", help="SLURM partition (--executor slurm)")
+    g.add_argument("--timeout-min", type=int, default=240,
+                   help="time limit of one cluster job in minutes (default 240); a job that "
+                        "runs out resumes from its checkpoint when the command is rerun")
+    g.add_argument("--gpus", type=int, default=0, help="GPUs per cluster job (default 0)")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import time
 from pathlib import Path
 
 from efsnas.cli.common import (
     add_config_args,
     add_ground_truth_args,
+    add_parallel_args,
     config_from_args,
     ground_truth_from_args,
     parse_shard,
@@ -18,6 +19,7 @@ from efsnas.cli.common import (
 )
 from efsnas.errors import UsageError
 from efsnas.fileio import write_atomic
+from efsnas.parallel import run_jobs
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -56,6 +58,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="train only every N-th run (budget x row x seed), starting at I: run N "
                         "processes (0/N ... N-1/N) on the same --out to use N cores or N "
                         "machines; a last call without --shard writes the tables")
+    add_parallel_args(p, cluster=True)
     add_config_args(p, default_preset="compare", without=("criterion",))
     return p
 
@@ -89,6 +92,7 @@ def _cells(args, space, truth: dict[str, float] | None) -> list:
 
 def run(args: argparse.Namespace) -> int:
     from efsnas.app import compare
+    from efsnas.app import jobs as worker
     from efsnas.app.config import dump_config
     from efsnas.app.run import build_space, load_data
     from efsnas.evaluate.benchmark_files import is_official
@@ -135,21 +139,28 @@ def run(args: argparse.Namespace) -> int:
         plan.append((budget, name, seed, run_dir, cfg))
         first.setdefault(_identity_key(cfg), run_dir)
     trainings = [job for job in plan if first[_identity_key(job[4])] == job[3]]
+    texts = [space.format(c) for c in cells]
+    todo = []  # (base, cfg, run dir, cells, train?, header): the arguments of jobs.compare_run
     for index, (budget, name, seed, run_dir, cfg) in enumerate(trainings):
-        if _reusable(run_dir, cfg, cells, space, force=args.force) or index % shard_n != shard_i:
+        if index % shard_n != shard_i:
             continue
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(run_dir / "config.yaml", lambda f, cfg=cfg: f.write(dump_config(cfg)))
-        print(f"== {budget}/{name} seed {seed}: {variants[name].label} "
-              f"({cfg.train.epochs} epochs)", flush=True)
-        nets, cost = compare.train_variant(cfg, data, space, device, run_dir)
-        t0 = time.time()
-        scores = compare.score_cells(nets, data, cfg, device, cells)
-        cost["score_seconds"] = time.time() - t0
-        write_json_atomic(run_dir / "cost.json", cost)
-        write_json_atomic(run_dir / "scores.json", {"scores": scores})  # marks the run done
-        print(f"   trained in {cost['train_seconds']:.0f}s, scored {len(scores)} cells in "
-              f"{cost['score_seconds']:.0f}s", flush=True)
+        scored = _reusable(run_dir, cfg, cells, space, force=args.force)
+        if not (scored and worker.finalists_done(cfg, run_dir)):
+            todo.append((base, cfg, str(run_dir), texts, not scored,
+                         f"== {budget}/{name} seed {seed}: {variants[name].label} "
+                         f"({cfg.train.epochs} epochs)"))
+
+    def done(job, out) -> None:
+        if "cost" in out:
+            print(f"   {job[5][3:]}: trained in {out['cost']['train_seconds']:.0f}s, scored "
+                  f"{out['scored']} cells in {out['cost']['score_seconds']:.0f}s", flush=True)
+        if "finalists" in out:
+            print(f"   {job[5][3:]}: finalist pick {out['finalists']['pick']}", flush=True)
+
+    with _executor(args, base, out, len(todo)) as pool:
+        serial = functools.partial(worker.compare_run, data=data, space=space, device=device)
+        run_jobs(worker.compare_run if pool else serial, todo, executor=pool, on_done=done,
+                 rerun="the same efsnas compare command")
     for budget, name, seed, run_dir, cfg in plan:
         source = first[_identity_key(cfg)]
         if source != run_dir and (source / "scores.json").exists() \
@@ -179,6 +190,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _executor(args, base, out: Path, jobs: int):
+    """The pool (or cluster executor) for `jobs` runs; a null context for one worker."""
+    import contextlib
+
+    from efsnas.parallel import cluster_executor, create_executor, resolve_workers
+
+    if args.executor != "local":
+        return cluster_executor(args.executor, folder=out / "jobs", partition=args.partition,
+                                timeout_min=args.timeout_min, gpus=args.gpus)
+    workers = min(resolve_workers(args.workers, base.train.device), max(1, jobs))
+    return create_executor(workers, device=base.train.device) or contextlib.nullcontext()
+
+
 def _identity_key(cfg) -> str:
     """Runs with equal keys train and score alike (the training identity leaves out the
     epochs, since a checkpoint may be trained further)."""
@@ -192,6 +216,8 @@ def _copy_run(src: Path, dst: Path) -> None:
     cost["reused_from"] = str(src)
     write_json_atomic(dst / "cost.json", cost)
     write_json_atomic(dst / "scores.json", read_json(src / "scores.json", "scores"))
+    if (src / "finalists.json").exists():
+        write_json_atomic(dst / "finalists.json", read_json(src / "finalists.json"))
 
 
 def _reusable(run_dir: Path, cfg, cells: list, space, *, force: bool) -> bool:
@@ -217,6 +243,19 @@ def _reusable(run_dir: Path, cfg, cells: list, space, *, force: bool) -> bool:
     return all(space.format(c) in scored for c in cells)
 
 
+def _finalist_rank(run_dir: Path, truth: dict[str, float]) -> int | None:
+    """The ground-truth rank of the run's finalist pick, counted as the top-1's `best_rank`
+    (1 + the truth's cells strictly better)."""
+    import math
+
+    path = run_dir / "finalists.json"
+    pick = read_json(path, "finalists").get("pick") if path.exists() else None
+    if pick not in truth:
+        return None
+    acc = float(truth[pick])
+    return 1 + sum(1 for v in truth.values() if math.isfinite(float(v)) and float(v) > acc)
+
+
 def _count_subspaces(base, space):
     """Cell text -> its subspace under the run's nonlinearity grouping: the one view in which
     every criterion's ranking can be diagnosed alike."""
@@ -239,6 +278,7 @@ def _report(args, out: Path, names, runs: dict[str, list[Path]], truth: dict[str
             scores = read_json(run_dir / "scores.json", "scores")["scores"]
             ranking = correlate(scores, truth, subspace_of=subspace_of)
             summary = compare.summarise(read_json(run_dir / "cost.json", "cost"), ranking)
+            summary["finalist_rank"] = _finalist_rank(run_dir, truth)
             write_json_atomic(run_dir / "eval.json", {"summary": summary, "ranking": ranking})
             rows.setdefault(name, []).append(summary)
     agg = compare.aggregate(rows)

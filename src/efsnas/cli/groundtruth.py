@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 from pathlib import Path
 
 from efsnas.cli.common import (
     add_config_args,
+    add_parallel_args,
     config_from_args,
     parse_shard,
     write_json_atomic,
@@ -36,6 +39,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="train only every N-th training of the plan, starting at I: run N "
                         "processes (0/N ... N-1/N) on the same FILE to use N cores; they share "
                         "one state file")
+    add_parallel_args(b)
     add_config_args(b, default_preset="groundtruth")
     return p
 
@@ -57,6 +61,7 @@ def recipe(cfg, space, data, seeds: list[int]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from efsnas.app import jobs
     from efsnas.app.run import (
         build_criterion,
         build_space,
@@ -72,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         stratified_sample,
         summarise_runs,
     )
+    from efsnas.parallel import create_executor, resolve_workers
     from efsnas.train.checkpoint import same_identity
     from efsnas.train.distributed import init_distributed
 
@@ -122,9 +128,14 @@ def run(args: argparse.Namespace) -> int:
     def train_one(cell, seed):
         return retrain_subnet(cfg, space, data, cell, seed=seed, execution=execution)
 
-    build_ground_truth(todo, train_one, format_cell=space.format,
-                       done=lambda key: key in state["runs"],
-                       save=lambda key, rec: runs_file.add(key, rec))
+    left = sum(f"{space.format(c)}#{s}" not in state["runs"] for c, s in todo)
+    workers = min(resolve_workers(args.workers, cfg.train.device), max(1, left))
+    with create_executor(workers, device=cfg.train.device) or contextlib.nullcontext() as pool:
+        # a worker builds its own data and space from the config (efsnas.app.jobs)
+        build_ground_truth(todo, functools.partial(jobs.retrain, cfg) if pool else train_one,
+                           format_cell=space.format, done=lambda key: key in state["runs"],
+                           save=lambda key, rec: runs_file.add(key, rec), executor=pool,
+                           rerun="the same efsnas groundtruth build command")
     wanted = {space.format(c) for c in cells}
     runs = {k: v for k, v in runs_file.read()["runs"].items() if k.rpartition("#")[0] in wanted}
     _, per_seed = summarise_runs(runs)

@@ -146,15 +146,23 @@ class RunsFile:
 
 def build_ground_truth(todo: list[tuple], train_one: Callable[[tuple, int], dict], *,
                        done: Callable[[str], bool], save: Callable[[str, dict], None],
-                       format_cell: Callable[[tuple], str] = str, log=print) -> int:
+                       format_cell: Callable[[tuple], str] = str, log=print,
+                       executor=None, rerun: str = "the same command") -> int:
     """Train every planned (cell, seed) not yet `done`, saving each as it finishes; resumable.
-    Returns the number of trainings run."""
+    With an `executor` (efsnas.parallel) the trainings run side by side and `train_one` must
+    pickle; each is saved here as it comes back. Returns the number of trainings run."""
+    from efsnas.parallel import run_jobs
+
     left = [(c, s) for c, s in todo if not done(f"{format_cell(c)}#{s}")]
-    for i, (cell, seed) in enumerate(left, 1):
-        rec = train_one(cell, seed)
+    finished = itertools.count(1)
+
+    def on_done(job, rec) -> None:
+        cell, seed = job
         save(f"{format_cell(cell)}#{seed}", rec)
-        log(f"[{i}/{len(left)}] {format_cell(cell)} seed {seed}: {rec['top1']:.2f}% "
-            f"({rec['seconds']:.1f}s)")
+        log(f"[{next(finished)}/{len(left)}] {format_cell(cell)} seed {seed}: "
+            f"{rec['top1']:.2f}% ({rec['seconds']:.1f}s)")
+
+    run_jobs(train_one, left, executor=executor, on_done=on_done, rerun=rerun)
     return len(left)
 
 
