@@ -277,3 +277,18 @@ def test_describe_is_json_ready(tiny):
 
     json.dumps(tiny.describe())
     json.dumps(tiny.build_supernet().describe())
+
+
+def test_reference_under_a_flops_limit_is_the_largest_uniform_network_within_it(tiny):
+    from efsnas.app.verify import pick_subnets
+
+    flops = {t: tiny.flops(uniform(t)) for t in TOKENS if t != "skip"}
+    limit = sorted(flops.values())[2] + 1  # three uniform networks fit, the rest do not
+    ref = tiny.reference_subnet(max_flops=limit)
+    assert tiny.flops(ref) == max(v for v in flops.values() if v <= limit)
+    assert tiny.reference_subnet(max_flops=min(flops.values()) / 2) is None
+    assert tiny.reference_subnet() == uniform("k3e6")  # no limit: MobileNetV2-like
+    best = tiny.sample_valid(random.Random(0))
+    rows = pick_subnets(tiny, best, random_subnets=4, reference=True, seed=1, max_flops=limit)
+    assert [r for r, _ in rows].count("random") == 4
+    assert all(tiny.flops(s) <= limit for r, s in rows if r != "found")

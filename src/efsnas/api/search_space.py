@@ -132,9 +132,9 @@ class SearchSpace(ABC):
         """Uniform over the product of choices, before validity."""
         return tuple(rng.randrange(n) for n in self.choices)
 
-    def reference_subnet(self) -> Subnet | None:
-        """A fixed hand-designed subnet that a search result is checked against (None: the
-        space has none)."""
+    def reference_subnet(self, *, max_flops: float | None = None) -> Subnet | None:
+        """A fixed hand-designed subnet that a search result is checked against, within
+        `max_flops` (units of `flops`) when given (None: the space has none there)."""
         return None
 
     # ---- the splitting criterion and costs --------------------------------------------------

@@ -14,19 +14,23 @@ from pathlib import Path
 from efsnas.fileio import write_json_atomic
 
 
-def pick_subnets(space, best, *, random_subnets: int, reference: bool, seed: int
-                 ) -> list[tuple[str, tuple]]:
-    """(role, subnet) rows: the found one, the reference, then distinct random valid ones."""
+def pick_subnets(space, best, *, random_subnets: int, reference: bool, seed: int,
+                 max_flops: float | None = None) -> list[tuple[str, tuple]]:
+    """(role, subnet) rows: the found one, the reference, then distinct random valid ones;
+    under a FLOPs limit (units of `space.flops`), the reference and the random subnets are
+    within it too, as the search's candidates were."""
     rows = [("found", tuple(best))]
-    ref = space.reference_subnet() if reference else None
+    ref = space.reference_subnet(max_flops=max_flops) if reference else None
     if ref is not None and space.canonical(ref) != space.canonical(best):
         rows.append(("reference", tuple(ref)))
     rng = random.Random(seed)
     seen = {space.canonical(s) for _, s in rows}
-    for _ in range(100 * random_subnets):
+    for _ in range(1000 * random_subnets):  # bounded: a tight limit rejects most draws
         if sum(r == "random" for r, _ in rows) >= random_subnets:
             break
         s = space.sample(rng)
+        if max_flops is not None and space.flops(s) > max_flops:
+            continue
         if space.canonical(s) not in seen:
             seen.add(space.canonical(s))
             rows.append(("random", s))

@@ -101,7 +101,8 @@ def _verify(st, scorer, best: dict) -> dict:
         k: getattr(v, k) for k in ("epochs", "max_train") if getattr(v, k) is not None})
     vcfg = cfg.model_copy(update={"retrain": recipe})
     rows = V.pick_subnets(st.space, st.space.parse(best["cell"]), random_subnets=v.random_subnets,
-                          reference=v.reference, seed=cfg.search.seed + 1)
+                          reference=v.reference, seed=cfg.search.seed + 1,
+                          max_flops=cfg.search.max_flops * 1e6 if cfg.search.max_flops else None)
     print(f"verifying: retraining the found subnet and {len(rows) - 1} reference(s), "
           f"{recipe.epochs} epochs each, {v.seeds} seed(s)")
 

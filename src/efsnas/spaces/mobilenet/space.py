@@ -79,8 +79,14 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
     def is_valid(self, subnet: Subnet) -> bool:
         return E.is_valid(subnet)
 
-    def reference_subnet(self) -> Subnet:
-        return self.parse("-".join(["k3e6"] * E.NUM_LAYERS))  # MobileNetV2-like, no skips
+    def reference_subnet(self, *, max_flops: float | None = None) -> Subnet | None:
+        """k3e6 everywhere (MobileNetV2-like, no skips); under a FLOPs limit, the uniform
+        network (one MBConv setting in every layer) with the most FLOPs within it."""
+        if max_flops is None:
+            return self.parse("-".join(["k3e6"] * E.NUM_LAYERS))
+        uniform = [(c,) * E.NUM_LAYERS for c in range(len(E.MBCONV_CHOICES))]
+        within = [s for s in uniform if self.flops(s) <= max_flops]
+        return max(within, key=self.flops, default=None)
 
     # sampling: draw valid subnets directly (uniform over valid ones, as rejection would be)
     def sample_valid(self, rng: random.Random) -> Subnet:

@@ -55,8 +55,9 @@ class NB201Space(EvolutionMixin, SearchSpace):
     def canonical(self, subnet: Subnet) -> Subnet:
         return C_.canonical_cell(subnet)
 
-    def reference_subnet(self) -> Subnet:
-        return (C_.OPS.index("nor_conv_3x3"),) * len(C_.EDGES)  # the all-3x3-convolution cell
+    def reference_subnet(self, *, max_flops: float | None = None) -> Subnet | None:
+        ref = (C_.OPS.index("nor_conv_3x3"),) * len(C_.EDGES)  # the all-3x3-convolution cell
+        return ref if max_flops is None or self.flops(ref) <= max_flops else None
 
     # counting
     def nonlinearity_count(self, subnet: Subnet) -> int:
