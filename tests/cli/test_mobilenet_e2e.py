@@ -53,3 +53,29 @@ def test_toy_imagenet_pipeline(image_folder, tmp_path):
     re = json.loads((out / "retrain.json").read_text())
     assert re["cell"] == result["best"]["cell"] and re["top1_mean"] == re["runs"][0]["top1"]
     assert re["runs"][0]["params"] == space.params(space.parse(re["cell"]))
+
+
+def test_mobilenet_cpu_preset_verifies_within_its_flops_limit(image_folder, tmp_path):
+    """The CPU-scale main job: nested supernets, a search under the preset's FLOPs limit, and
+    a verification whose reference and random networks are within the same limit."""
+    out = tmp_path / "cpu"
+    assert main(["run", "--preset", "mobilenet-cpu", "--out", str(out), "--data", "imagefolder",
+                 "--data-root", str(image_folder), "--set", "data.max_heldout=6",
+                 "--set", "train.epochs=1", "--set", "train.batch_size=8",
+                 "--set", "train.steps_per_epoch=2", "--set", "eval.batch_size=6",
+                 "--set", "eval.recal_batches=1", "--set", "search.population=6",
+                 "--set", "search.generations=1", "--set", "search.topk=2",
+                 "--set", "search.mutations=2", "--set", "search.crossovers=2",
+                 "--set", "retrain.epochs=1", "--set", "retrain.batch_size=8",
+                 "--set", "verify.random_subnets=2", "--set", "train.progress=false"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["supernets"]["supernets"][0]["op_weights"] == "nested"
+    limit = 1.0e6  # the preset's search.max_flops, in FLOPs
+    rows = result["verification"]["rows"]
+    assert [r["role"] for r in rows] == ["found", "reference", "random", "random"] or \
+        [r["role"] for r in rows] == ["found", "random", "random"]  # the found one may be it
+    assert all(r["flops"] <= limit for r in rows)
+    ref = [r for r in rows if r["role"] == "reference"]
+    space = create_space("mobilenet", width_mult=0.25, input_size=32, num_classes=3)
+    assert not ref or ref[0]["cell"] == space.format(space.reference_subnet(max_flops=limit))
+    assert (out / "best_cell.png").stat().st_size > 0

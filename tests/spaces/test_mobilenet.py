@@ -292,3 +292,47 @@ def test_reference_under_a_flops_limit_is_the_largest_uniform_network_within_it(
     rows = pick_subnets(tiny, best, random_subnets=4, reference=True, seed=1, max_flops=limit)
     assert [r for r, _ in rows].count("random") == 4
     assert all(tiny.flops(s) <= limit for r, s in rows if r != "found")
+
+
+@pytest.fixture(scope="module")
+def nested():
+    return create_space("mobilenet", op_weights="nested", **TINY)
+
+
+@pytest.mark.parametrize("structure", ["separate", "shared_trunk"])
+def test_nested_supernet_extracts_its_slices_and_trains_only_them(nested, structure):
+    torch.manual_seed(0)
+    if structure == "separate":
+        sup = nested.build_supernet(width_divisor=2)
+    else:
+        sup = nested.build_shared_supernet(sharing="trunk", subspaces=2, width_divisor=2,
+                                           route=lambda s: int(s.count(SKIP) > 2))
+    _randomise_bn(sup, torch.Generator().manual_seed(1))
+    x = torch.randn(2, 3, 32, 32)
+    rng = random.Random(3)
+    subnets = [uniform("k7e6"), uniform("k3e3"), with_skips("k5e3", {1, 2, 3, 9}),
+               *(nested.sample_valid(rng) for _ in range(3))]
+    for s in subnets:
+        sup.eval()
+        net = sup.extract(s).eval()
+        # the stand-alone network is the ordinary one: same names, same sizes as a fresh build
+        fresh = nested.build_network(s, width_divisor=2).state_dict()
+        assert {k: v.shape for k, v in net.state_dict().items()} == {
+            k: v.shape for k, v in fresh.items()}
+        with torch.no_grad():
+            torch.testing.assert_close(net(x), sup(x, s), rtol=0, atol=1e-5)
+    # the k3e3 choice of a layer reads (and trains) only the centre 3x3 of the first 3c channels
+    sup.train()
+    sup.zero_grad(set_to_none=True)
+    sup(x, uniform("k3e3")).square().mean().backward()
+    layer = (sup.body if structure == "separate" else sup.base.body).layers[1]
+    g = layer.depthwise.weight.grad
+    mid = layer.c_in * 3
+    assert g[:mid, :, 2:5, 2:5].abs().sum() > 0
+    assert g[mid:].abs().sum() == 0 and g[:, :, :2].abs().sum() == 0
+    assert layer.bns["k7e6"]["expand"].weight.grad is None
+
+
+def test_op_weights_is_checked():
+    with pytest.raises(UsageError, match="op_weights must be one of separate, nested"):
+        create_space("mobilenet", op_weights="tied")

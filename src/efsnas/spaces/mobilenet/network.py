@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from efsnas.api.supernet import Supernet
@@ -91,6 +92,67 @@ class ChoiceLayer(nn.Module):
         return self.ops[TOKENS[choice]](x)
 
 
+class NestedChoiceLayer(nn.Module):
+    """One searchable layer whose six MBConvs share their convolution weights (the
+    weight-sharing of Once-for-All and Single-Path NAS): one expand, depthwise and project
+    weight at the largest setting (kernel 7, expansion 6); kernel k uses the centre k x k of the
+    depthwise kernel, expansion e the first e x c_in channels. Each choice keeps its own three
+    BatchNorms, whose statistics differ by setting.
+
+    With separate weights, a path drawn at random through narrow layers (the CPU-scale widths,
+    4-12 channels) meets, at every stage's first layer, an MBConv whose input channels mean
+    something else than the ones it was trained on, and the supernet does not learn
+    (docs: the MobileNet space at CPU scale)."""
+
+    MAX_KERNEL = max(k for k, _ in MBCONV_CHOICES)
+    MAX_EXPAND = max(e for _, e in MBCONV_CHOICES)
+
+    def __init__(self, plan: LayerPlan, affine: bool, track: bool):
+        super().__init__()
+        self.can_skip, self.stride = plan.can_skip, plan.stride
+        self.c_in, self.c_out = plan.c_in, plan.c_out
+        self.residual = plan.stride == 1 and plan.c_in == plan.c_out
+        mid, k = plan.c_in * self.MAX_EXPAND, self.MAX_KERNEL
+        self.expand = nn.Conv2d(plan.c_in, mid, 1, bias=False)
+        self.depthwise = nn.Conv2d(mid, mid, k, padding=k // 2, groups=mid, bias=False)
+        self.project = nn.Conv2d(mid, plan.c_out, 1, bias=False)
+        self.bns = nn.ModuleDict({
+            TOKENS[c]: nn.ModuleDict({
+                "expand": nn.BatchNorm2d(plan.c_in * e, affine=affine, track_running_stats=track),
+                "depthwise": nn.BatchNorm2d(plan.c_in * e, affine=affine,
+                                            track_running_stats=track),
+                "project": nn.BatchNorm2d(plan.c_out, affine=affine, track_running_stats=track)})
+            for c, (_, e) in enumerate(MBCONV_CHOICES)})
+
+    def weights(self, choice: int) -> dict[str, torch.Tensor]:
+        """The expand, depthwise and project weights of MBConv `choice` (views)."""
+        k, e = MBCONV_CHOICES[choice]
+        mid, lo = self.c_in * e, (self.MAX_KERNEL - k) // 2
+        return {"expand": self.expand.weight[:mid],
+                "depthwise": self.depthwise.weight[:mid, :, lo:lo + k, lo:lo + k],
+                "project": self.project.weight[:, :mid]}
+
+    def forward(self, x: torch.Tensor, choice: int) -> torch.Tensor:
+        if choice == SKIP:
+            if not self.can_skip:
+                raise ValueError("Identity is not allowed at the first layer of a stage")
+            return x
+        w, bn = self.weights(choice), self.bns[TOKENS[choice]]
+        k = MBCONV_CHOICES[choice][0]
+        y = F.relu6(bn["expand"](F.conv2d(x, w["expand"])))
+        y = F.conv2d(y, w["depthwise"], stride=self.stride, padding=k // 2, groups=y.shape[1])
+        y = bn["project"](F.conv2d(F.relu6(bn["depthwise"](y)), w["project"]))
+        return x + y if self.residual else y
+
+    def mbconv_state(self, choice: int) -> dict[str, torch.Tensor]:
+        """The state of MBConv `choice` under the stand-alone network's names (`MBConv`)."""
+        w, bn = self.weights(choice), self.bns[TOKENS[choice]]
+        out = {f"{part}.0.weight": w[part] for part in ("expand", "depthwise", "project")}
+        for part in ("expand", "depthwise", "project"):
+            out.update({f"{part}.1.{k}": v for k, v in bn[part].state_dict().items()})
+        return out
+
+
 def stem_and_first(plan: ChannelPlan, in_channels: int, affine: bool, track: bool
                    ) -> tuple[nn.Module, nn.Module]:
     """The fixed stem convolution and first block."""
@@ -106,11 +168,11 @@ class _Body(nn.Module):
 
     def __init__(self, plan: ChannelPlan, *, in_channels: int, num_classes: int,
                  choices_per_layer: Sequence[Iterable[int]], affine: bool, track: bool,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, nested: bool = False):
         super().__init__()
         self.stem, self.first = stem_and_first(plan, in_channels, affine, track)
         self.layers = nn.ModuleList(
-            ChoiceLayer(lp, ch, affine, track)
+            NestedChoiceLayer(lp, affine, track) if nested else ChoiceLayer(lp, ch, affine, track)
             for lp, ch in zip(plan.layers, choices_per_layer, strict=True)
         )
         self.head = _conv_bn(plan.layers[-1].c_out, plan.head, 1, 1, 1, affine, track, act=True)
@@ -126,8 +188,13 @@ class _Body(nn.Module):
 
     def active_modules(self, subnet: Subnet) -> list[nn.Module]:
         mods: list[nn.Module] = [self.stem, self.first]
-        mods += [layer.ops[TOKENS[c]]
-                 for layer, c in zip(self.layers, subnet, strict=True) if c != SKIP]
+        for layer, c in zip(self.layers, subnet, strict=True):
+            if c == SKIP:
+                continue
+            if isinstance(layer, NestedChoiceLayer):  # the shared weights, the choice's BNs
+                mods += [layer.expand, layer.depthwise, layer.project, layer.bns[TOKENS[c]]]
+            else:
+                mods.append(layer.ops[TOKENS[c]])
         return mods + [self.head, self.classifier]
 
 
@@ -169,13 +236,23 @@ class MobileNetNetwork(nn.Module):
         return self.body(x, self.subnet)
 
 
+OP_WEIGHTS = ("separate", "nested")
+
+
 class MobileNetSupernet(Supernet):
-    """All six MBConvs of every searchable layer; `forward(x, subnet)` runs only the chosen ones."""
+    """All six MBConvs of every searchable layer; `forward(x, subnet)` runs only the chosen ones.
+
+    `op_weights`: "separate" gives each MBConv its own weights (the authors' supernets);
+    "nested" shares them within a layer (`NestedChoiceLayer`)."""
 
     def __init__(self, *, in_channels: int = 3, num_classes: int = 1000, width_mult: float = 1.0,
                  width_divisor: int = 1, affine: bool = True, track_running_stats: bool = True,
-                 width_division: str = "exact"):
+                 width_division: str = "exact", op_weights: str = "separate"):
         super().__init__()
+        if op_weights not in OP_WEIGHTS:
+            raise ValueError(f"op_weights must be one of {', '.join(OP_WEIGHTS)}, got "
+                             f"{op_weights!r}")
+        self.op_weights = op_weights
         _check_size(in_channels, num_classes, width_mult, width_divisor)
         self.config = dict(in_channels=in_channels, num_classes=num_classes,
                            width_mult=float(width_mult), width_divisor=width_divisor,
@@ -184,7 +261,8 @@ class MobileNetSupernet(Supernet):
         self.plan = channel_plan(width_mult, width_divisor, division=width_division)
         every = [range(len(MBCONV_CHOICES))] * NUM_LAYERS
         self.body = _Body(self.plan, in_channels=in_channels, num_classes=num_classes,
-                          choices_per_layer=every, affine=affine, track=track_running_stats)
+                          choices_per_layer=every, affine=affine, track=track_running_stats,
+                          nested=op_weights == "nested")
 
     def forward(self, x: torch.Tensor, subnet: Subnet) -> torch.Tensor:
         if len(subnet) != NUM_LAYERS:
@@ -193,7 +271,7 @@ class MobileNetSupernet(Supernet):
 
     def extract(self, subnet: Subnet) -> MobileNetNetwork:
         net = MobileNetNetwork(subnet, **self.config)
-        own = self.state_dict()
+        own = {**self.state_dict(), **nested_states("body.layers", self.body.layers, subnet)}
         net.load_state_dict({k: own[k].clone() for k in net.state_dict()}, strict=True)
         return net
 
@@ -202,4 +280,15 @@ class MobileNetSupernet(Supernet):
 
     def describe(self) -> dict:
         return {"space": "mobilenet", "structure": "separate", **self.config,
-                "channels": self.plan.as_dict()}
+                "op_weights": self.op_weights, "channels": self.plan.as_dict()}
+
+
+def nested_states(prefix: str, layers: nn.ModuleList, subnet: Subnet) -> dict[str, torch.Tensor]:
+    """The chosen MBConvs of nested `layers` under the stand-alone network's state-dict names
+    (`<prefix>.<i>.ops.<token>...`); nothing for separate layers, whose names already match."""
+    out = {}
+    for i, (layer, c) in enumerate(zip(layers, subnet, strict=True)):
+        if isinstance(layer, NestedChoiceLayer) and c != SKIP:
+            out.update({f"{prefix}.{i}.ops.{TOKENS[c]}.{k}": v
+                        for k, v in layer.mbconv_state(c).items()})
+    return out

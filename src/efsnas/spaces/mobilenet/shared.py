@@ -17,6 +17,8 @@ from efsnas.spaces.mobilenet.network import (
     ChoiceLayer,
     MobileNetNetwork,
     MobileNetSupernet,
+    NestedChoiceLayer,
+    nested_states,
     stem_and_first,
 )
 
@@ -26,7 +28,8 @@ SHARINGS = ("head", "trunk")
 class SharedMobileNetSupernet(Supernet):
     """K MobileNet supernets in one module, with the ends shared (see module doc)."""
 
-    def __init__(self, *, sharing: str, subspaces: int, route, **config):
+    def __init__(self, *, sharing: str, subspaces: int, route, op_weights: str = "separate",
+                 **config):
         super().__init__()
         if sharing not in SHARINGS:
             raise ValueError(f"the mobilenet space shares {' or '.join(SHARINGS)}, not "
@@ -35,13 +38,17 @@ class SharedMobileNetSupernet(Supernet):
         # One full supernet holds the shared parts (and subspace 0's layers); the other
         # subspaces get their own searchable layers, and their own stem when only the head
         # is shared.
-        self.base = MobileNetSupernet(**config)
+        self.base = MobileNetSupernet(op_weights=op_weights, **config)
         self.config = config
         plan, bn = self.base.plan, (config["affine"], config["track_running_stats"])
         every = [range(len(MBCONV_CHOICES))] * NUM_LAYERS
+
+        def layer(lp, ch):
+            return (NestedChoiceLayer(lp, *bn) if op_weights == "nested"
+                    else ChoiceLayer(lp, ch, *bn))
+
         self.layers = nn.ModuleList(
-            nn.ModuleList(ChoiceLayer(lp, ch, *bn) for lp, ch in zip(plan.layers, every,
-                                                                     strict=True))
+            nn.ModuleList(layer(lp, ch) for lp, ch in zip(plan.layers, every, strict=True))
             for _ in range(subspaces - 1))
         if sharing == "head":
             self.stems = nn.ModuleList(
@@ -73,7 +80,8 @@ class SharedMobileNetSupernet(Supernet):
         net = MobileNetNetwork(subnet, **self.config)
         src = {**{f"body.stem.{k}": v for k, v in stem.state_dict().items()},
                **{f"body.first.{k}": v for k, v in first.state_dict().items()},
-               **{f"body.layers.{k}": v for k, v in layers.state_dict().items()}}
+               **{f"body.layers.{k}": v for k, v in layers.state_dict().items()},
+               **nested_states("body.layers", layers, tuple(subnet))}
         own = self.base.state_dict()
         net.load_state_dict({k: (src[k] if k in src else own[k]).clone()
                              for k in net.state_dict()}, strict=True)

@@ -20,7 +20,7 @@ from efsnas.api.search_space import EvolutionMixin, SearchSpace, Subnet
 from efsnas.errors import UsageError
 from efsnas.registry import register_space
 from efsnas.spaces.mobilenet import encoding as E
-from efsnas.spaces.mobilenet.network import MobileNetNetwork, MobileNetSupernet
+from efsnas.spaces.mobilenet.network import OP_WEIGHTS, MobileNetNetwork, MobileNetSupernet
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -42,12 +42,16 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
 
     def __init__(self, *, num_classes: int = 1000, input_size: int = 224, in_channels: int = 3,
                  width_mult: float = 1.0, width_division: str = "exact",
-                 supernet_bn: str = "recalibrated") -> None:
+                 supernet_bn: str = "recalibrated", op_weights: str = "separate") -> None:
         """`width_division`: "exact" divides every width by G as the authors' code (40/2 = 20),
         "rounded" rounds to multiples of 8 (24). `supernet_bn`: "recalibrated" gives the
         supernets affine BN with running statistics, re-estimated before scoring (the ImageNet
         recipe, METHOD section 6); "batch" has neither, batch statistics always (the authors'
-        supernet code)."""
+        supernet code). `op_weights`: "separate" gives every MBConv of a supernet layer its own
+        weights (the authors' supernets); "nested" lets the six share one kernel-7, expansion-6
+        set of convolution weights, sliced (Once-for-All style), which the CPU-scale widths need
+        to learn at all (network.NestedChoiceLayer). Stand-alone networks are the same either
+        way."""
         for key, v in (("num_classes", num_classes), ("input_size", input_size),
                        ("in_channels", in_channels)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -63,7 +67,11 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
                              f"{', '.join(self.SUPERNET_BNS)}, got {supernet_bn!r}")
         self.num_classes, self.input_size, self.in_channels = num_classes, input_size, in_channels
         self.width_mult = float(width_mult)
+        if op_weights not in OP_WEIGHTS:
+            raise UsageError(f"mobilenet space: op_weights must be one of "
+                             f"{', '.join(OP_WEIGHTS)}, got {op_weights!r}")
         self.width_division, self.supernet_bn = width_division, supernet_bn
+        self.op_weights = op_weights
 
     # encoding
     @property
@@ -190,7 +198,8 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
                                  width_divisor=self._divisor(width_divisor),
                                  affine=recal if affine is None else affine,
                                  track_running_stats=recal if track_running_stats is None
-                                 else track_running_stats, width_division=self.width_division)
+                                 else track_running_stats, width_division=self.width_division,
+                                 op_weights=self.op_weights)
 
     def scriptable(self, net: MobileNetNetwork) -> nn.Module:
         from efsnas.spaces.mobilenet.scriptable import ScriptableMobileNet
@@ -219,13 +228,15 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
             sharing=sharing, subspaces=subspaces, route=route, in_channels=self.in_channels,
             num_classes=self.num_classes, width_mult=self.width_mult,
             width_divisor=self._divisor(width_divisor), affine=recal,
-            track_running_stats=recal, width_division=self.width_division)
+            track_running_stats=recal, width_division=self.width_division,
+            op_weights=self.op_weights)
 
     def describe(self) -> dict:
         return {"name": self.name, "num_classes": self.num_classes,
                 "input_size": self.input_size, "in_channels": self.in_channels,
                 "width_mult": self.width_mult, "width_division": self.width_division,
-                "supernet_bn": self.supernet_bn, "channels": self.channels()}
+                "supernet_bn": self.supernet_bn, "op_weights": self.op_weights,
+                "channels": self.channels()}
 
 
 register_space("mobilenet")(MobileNetSpace)  # the class itself, so its keyword options are checkable
