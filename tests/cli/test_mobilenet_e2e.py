@@ -79,3 +79,29 @@ def test_mobilenet_cpu_preset_verifies_within_its_flops_limit(image_folder, tmp_
     space = create_space("mobilenet", width_mult=0.25, input_size=32, num_classes=3)
     assert not ref or ref[0]["cell"] == space.format(space.reference_subnet(max_flops=limit))
     assert (out / "best_cell.png").stat().st_size > 0
+
+
+def test_mobilenet_ground_truth_and_compare_with_recalibrated_bn(image_folder, tmp_path):
+    """The MobileNet ranking study's two commands at toy size: the supernets' BatchNorm is
+    re-estimated on training batches before each subnet is scored (eval.bn: recalibrate)."""
+    tiny = ["--preset", "mobilenet-cpu", "--data", "imagefolder", "--data-root",
+            str(image_folder), "--set", "data.max_heldout=6", "--set", "retrain.epochs=1",
+            "--set", "retrain.batch_size=8", "--set", "eval.batch_size=6",
+            "--set", "eval.recal_batches=2", "--workers", "1"]
+    gt = tmp_path / "gt.json"
+    assert main(["groundtruth", "build", str(gt), "--per-subspace", "1", "--seeds", "1",
+                 *tiny]) == 0
+    assert len(json.loads(gt.read_text())) == 6  # one architecture from each of K=6 subspaces
+    out = tmp_path / "cmp"
+    assert main(["compare", "--ground-truth", str(gt), "--cells",
+                 str(gt.with_name("gt.cells.json")), "--criteria", "oneshot,nonlinearity",
+                 "--seeds", "1", "--out", str(out), *tiny, "--set", "train.epochs=1",
+                 "--set", "train.batch_size=8", "--set", "train.steps_per_epoch=2",
+                 "--set", "finalists.k=0", "--set", "train.progress=false"]) == 0
+    table = json.loads((out / "compare.json").read_text())
+    for name in ("oneshot", "nonlinearity"):
+        (run,) = table["runs"][name]
+        assert run["images_drawn"] > 0 and run["subnet_passes"] == (2 if name == "oneshot"
+                                                                    else 12)
+    scores = json.loads(next(out.glob("**/nonlinearity*/**/scores.json")).read_text())
+    assert len(scores["scores"]) == 6

@@ -184,7 +184,8 @@ def score_cells(nets: FewShotSupernets, data, cfg: RunConfig, device, cells: lis
 
     execution = run.execution_for(cfg, nets.space, device)
     scorer = SubnetScorer(execution.module(nets), run.heldout_batches_for(cfg, data, execution),
-                          bn=cfg.eval.bn, execution=execution)
+                          bn=cfg.eval.bn, execution=execution,
+                          recal_batches=run.recalibration_batches_for(cfg, data, execution))
     space = nets.space
     return {space.format(c): s for c, s in zip(cells, scorer.score(cells))}
 

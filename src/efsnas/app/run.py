@@ -10,6 +10,7 @@ run folder. `efsnas train`, `evaluate`, `search`, `retrain`, `run` and `compare`
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -89,6 +90,18 @@ def heldout_batches_for(cfg: RunConfig, data, execution: Execution):
         ho = ho.subset(range(cfg.eval.max_images))
     return ho.fixed_batches(cfg.eval.batch_size, device=execution.device,
                             channels_last=execution.channels_last)
+
+
+def recalibration_batches_for(cfg: RunConfig, data, execution: Execution):
+    """The training batches that re-estimate BatchNorm statistics before a subnet is scored
+    (`eval.bn: recalibrate`), the same ones for every subnet; None for other BN modes."""
+    e = cfg.eval
+    if e.bn != "recalibrate":
+        return None
+    batches = data.train.batches(e.batch_size, shuffle=True, seed=cfg.train.seed + 1, epoch=0,
+                                 augment=None, device=execution.device,
+                                 channels_last=execution.channels_last)
+    return list(itertools.islice(batches, e.recal_batches))
 
 
 def describe_subnet(space: SearchSpace, subnet, **extra) -> dict:
@@ -199,18 +212,9 @@ class Run:
     def scorer(self):
         from efsnas.evaluate.scorer import SubnetScorer
 
-        e = self.cfg.eval
-        recal = None
-        if e.bn == "recalibrate":
-            recal = []
-            for i, b in enumerate(self.data.train.batches(
-                    e.batch_size, shuffle=True, seed=self.cfg.train.seed + 1, epoch=0,
-                    augment=None, device=self.device,
-                    channels_last=self.execution.channels_last)):
-                if i >= e.recal_batches:
-                    break
-                recal.append(b)
-        return SubnetScorer(self.supernets, self.heldout_batches(), bn=e.bn, recal_batches=recal,
+        return SubnetScorer(self.supernets, self.heldout_batches(), bn=self.cfg.eval.bn,
+                            recal_batches=recalibration_batches_for(self.cfg, self.data,
+                                                                    self.execution),
                             execution=self.execution)
 
     def search(self, scorer, *, truth: dict[str, float] | None = None, log_fn=print,
