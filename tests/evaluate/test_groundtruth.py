@@ -34,6 +34,16 @@ def test_larger_sample_extends_a_smaller_one_and_stays_stratified():
     assert stratified_sample(split, 10, seed=4) != big
 
 
+def test_a_sampled_space_sample_grows_too():
+    # MobileNet cannot be listed: subnets are drawn per subspace, and a pilot's sample must be
+    # the first cells of the full one
+    split = create_criterion("nonlinearity").split(create_space("mobilenet"))
+    small = stratified_sample(split, 2, seed=0)
+    big = stratified_sample(split, 5, seed=0)
+    assert len(split) == 6 and len(small) == 12 and big[:12] == small
+    assert [split.route(c) for c in big[:6]] == list(range(6))
+
+
 def test_shards_cover_the_plan_once_cell_by_cell():
     cells, seeds = ["a", "b", "c"], [0, 1, 2]
     parts = [plan(cells, seeds, shard=(i, 2)) for i in range(2)]

@@ -33,11 +33,14 @@ def stratified_sample(split: Split, per_subspace: int, *, seed: int = 0) -> list
             rng.shuffle(reps)
             per_k.append(reps[:per_subspace])
         else:
+            # each subspace draws from its own stream, so a larger sample extends a smaller
+            # one subspace by subspace (one shared stream would shift every later subspace)
+            k_rng = random.Random(f"stratified-{seed}-{k}")
             seen: dict = {}  # insertion-ordered, so prefixes stay stable
             for _ in range(per_subspace * 100):
                 if len(seen) >= per_subspace:
                     break
-                seen.setdefault(space.canonical(split.sample(k, rng)), None)
+                seen.setdefault(space.canonical(split.sample(k, k_rng)), None)
             per_k.append(list(seen))
     out = []
     for i in range(max(map(len, per_k), default=0)):
