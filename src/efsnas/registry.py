@@ -68,13 +68,14 @@ def _create(kind: str, name: str, **kwargs):
 def create_space(name: str, **kwargs):
     """Build a registered search space.
 
-    >>> space = create_space("nb201", C=16, N=5)
-    >>> cell = space.parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|"
-    ...                    "nor_conv_3x3~1|skip_connect~2|")
-    >>> space.nonlinearity_count(cell), space.flops(cell), space.params(cell)
-    (2, 113951360, 802426)
-    >>> net = space.build_network(cell)            # stand-alone, to retrain or export
-    >>> rnd = space.sample(random.Random(0))       # a uniformly random valid cell
+    Examples:
+        >>> space = create_space("nb201", C=16, N=5)
+        >>> cell = space.parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|"
+        ...                    "nor_conv_3x3~1|skip_connect~2|")
+        >>> space.nonlinearity_count(cell), space.flops(cell), space.params(cell)
+        (2, 113951360, 802426)
+        >>> net = space.build_network(cell)            # stand-alone, to retrain or export
+        >>> rnd = space.sample(random.Random(0))       # a uniformly random valid cell
     """
     return _create("space", name, **kwargs)
 
@@ -82,11 +83,12 @@ def create_space(name: str, **kwargs):
 def create_criterion(name: str, **kwargs):
     """Build a registered split criterion; `.split(space)` gives the subspaces.
 
-    >>> split = create_criterion("nonlinearity", groups="0,1/2/3").split(create_space("nb201"))
-    >>> [s.name for s in split.subspaces], split.width_divisor
-    (['count=0,1', 'count=2', 'count=3'], 3)
-    >>> split.route(split.space.parse("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"))
-    0
+    Examples:
+        >>> split = create_criterion("nonlinearity", groups="0,1/2/3").split(create_space("nb201"))
+        >>> [s.name for s in split.subspaces], split.width_divisor
+        (['count=0,1', 'count=2', 'count=3'], 3)
+        >>> split.route(split.space.parse("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"))
+        0
     """
     return _create("criterion", name, **kwargs)
 
@@ -95,9 +97,10 @@ def create_sampler(name: str, **kwargs):
     """Build a registered subnet sampler: `draw(step)` gives the (supernet, subnet) pairs of one
     training step, the same on every rank and after a resume.
 
-    >>> sbs = create_sampler("sbs", split=split, seed=0)  # one subnet per supernet a step
-    >>> [k for k, _ in sbs.draw(0)]
-    [0, 1, 2]
+    Examples:
+        >>> sbs = create_sampler("sbs", split=split, seed=0)  # one subnet per supernet a step
+        >>> [k for k, _ in sbs.draw(0)]
+        [0, 1, 2]
     """
     return _create("sampler", name, **kwargs)
 
