@@ -1,7 +1,8 @@
 """Every Python block of the documentation (docs/**/*.md and the README) runs as written, page
 by page, each page in a fresh folder. The Python API page has its own test with assertions
 (tests/test_readme_api.py); a block that only includes a file (`--8<--`) shows a file that is
-itself a test."""
+itself a test. A sketch with names left for the reader to fill in is fenced as ```py, not
+```python, and is not run."""
 
 import re
 from pathlib import Path

@@ -5,5 +5,5 @@ Data flows one way: search space -> split -> supernets -> sampler -> trainer -> 
 
 from efsnas.registry import create_criterion, create_space, list_criteria, list_spaces
 
-__version__ = "0.1.0"
+__version__ = "0.4.0"
 __all__ = ["create_space", "create_criterion", "list_spaces", "list_criteria", "__version__"]

@@ -18,6 +18,7 @@ from efsnas.cli.main import main
 from efsnas.errors import UsageError
 from efsnas.search.random_search import RandomSearch
 
+# --8<-- [start:space]
 # Three positions on an MLP; each takes 0 (identity), 1 (linear + ReLU) or 2 (linear + tanh).
 CHOICES = ("id", "relu", "tanh")
 
@@ -121,8 +122,10 @@ class ToySpace(EvolutionMixin, SearchSpace):
 
     def describe(self):
         return {"name": self.name, "width": self.width}
+# --8<-- [end:space]
 
 
+# --8<-- [start:criterion]
 class FirstChoiceSplit(SplitCriterion):
     """One subspace per choice at the first position (a plug-in criterion)."""
 
@@ -131,8 +134,10 @@ class FirstChoiceSplit(SplitCriterion):
     def split(self, space):
         subs = [Subspace(f"first={c}", lambda s, c=c: s[0] == c, {"first": c}) for c in range(3)]
         return Split(space, subs, criterion=self.name, width_divisor=1)
+# --8<-- [end:criterion]
 
 
+# --8<-- [start:searcher]
 class ExhaustiveSearch(RandomSearch):
     """Every subnet once (the toy space has 27): a plug-in searcher with its own option."""
 
@@ -140,8 +145,10 @@ class ExhaustiveSearch(RandomSearch):
 
     def __init__(self, space, *, rounds: int = 1, **kwargs):
         super().__init__(space, budget=27 * rounds, batch_size=27, **kwargs)
+# --8<-- [end:searcher]
 
 
+# --8<-- [start:register]
 @pytest.fixture
 def toy_plugins(monkeypatch):
     """Registered for one test: the registry goes back to the built-ins afterwards."""
@@ -149,8 +156,10 @@ def toy_plugins(monkeypatch):
     for kind, name, obj in (("space", "toy", ToySpace), ("criterion", "toy-first", FirstChoiceSplit),
                             ("searcher", "toy-all", ExhaustiveSearch)):
         monkeypatch.setitem(registry._REGISTRIES[kind], name, obj)
+# --8<-- [end:register]
 
 
+# --8<-- [start:run]
 def test_a_plug_in_space_criterion_and_searcher_run_end_to_end(toy_plugins, tmp_path):
     out = tmp_path / "toy"
     common = ["--data", "digits", "--set", "data.max_train=256", "--set", "data.max_heldout=128"]
@@ -171,6 +180,7 @@ def test_a_plug_in_space_criterion_and_searcher_run_end_to_end(toy_plugins, tmp_
     assert result["best"]["supernet_estimate"] == pytest.approx(max(scores.values()))
     first = CHOICES.index(result["best"]["cell"].split("-")[0])
     assert result["best"]["subspace"] == f"first={first}"  # routed by the plug-in criterion
+# --8<-- [end:run]
 
 
 def test_a_plug_in_space_option_is_checked_by_the_space(toy_plugins, tmp_path, capsys):
