@@ -134,9 +134,10 @@ def figures() -> None:
         draw_subnet(space, cell, path)
         with mkdocs_gen_files.open("img/nb201-cell.svg", "wb") as f:
             f.write(path.read_bytes())
-    study = ROOT / "benchmarks/results/fmnist-study/compare.png"
-    with mkdocs_gen_files.open("img/ranking-study.png", "wb") as f:
-        f.write(study.read_bytes())
+    for name, source in [("ranking-study.png", "fmnist-study/compare.png"),
+                         ("study1-quality-vs-cost.png", "study1/quality_vs_cost.png")]:
+        with mkdocs_gen_files.open(f"img/{name}", "wb") as f:
+            f.write((ROOT / "benchmarks/results" / source).read_bytes())
 
 
 with mkdocs_gen_files.open("reference/cli.md", "w") as f:
