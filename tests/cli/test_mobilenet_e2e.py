@@ -51,7 +51,7 @@ def test_toy_imagenet_pipeline(image_folder, tmp_path):
     assert main(["retrain", str(out), "--set", "retrain.epochs=1",
                  "--set", "retrain.batch_size=8"]) == 0
     re = json.loads((out / "retrain.json").read_text())
-    assert re["cell"] == result["best"]["cell"] and re["top1_mean"] == re["runs"][0]["top1"]
+    assert re["cell"] == result["found"]["cell"] and re["top1_mean"] == re["runs"][0]["top1"]
     assert re["runs"][0]["params"] == space.params(space.parse(re["cell"]))
 
 

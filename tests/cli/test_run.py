@@ -50,6 +50,9 @@ def test_rerun_resumes_instead_of_retraining(tiny_run, capsys):
     assert main(["run", "--preset", "tiny", "--out", str(tiny_run)]) == 0
     out = capsys.readouterr().out
     assert "already trained" in out and "retrained found" not in out  # verification reused
+    assert "retrained finalist" not in out and "retrained reference" not in out  # finalists too
+    result = json.loads((tiny_run / "result.json").read_text())
+    assert len(result["finalists"]) == 3  # the reused trainings still make the table
 
 
 def test_run_ends_with_a_verified_answer(tiny_run):
@@ -58,7 +61,7 @@ def test_run_ends_with_a_verified_answer(tiny_run):
     space = create_space("nb201", C=8, N=1, in_channels=1, num_classes=10, input_size=8)
     roles = [r["role"] for r in v["rows"]]
     assert roles[0] == "found" and roles.count("random") == 2
-    assert v["rows"][0]["cell"] == result["best"]["cell"]
+    assert v["rows"][0]["cell"] == result["found"]["cell"] == result["pick"]  # the answer
     ref = space.format(space.reference_subnet())
     assert ("reference" in roles) == (space.canonical(space.reference_subnet())
                                       != space.canonical(space.parse(result["best"]["cell"])))
@@ -82,6 +85,68 @@ def test_run_ends_with_a_verified_answer(tiny_run):
     assert retrained_path(tiny_run, space, found, seed=0).exists()
 
 
+def test_the_answer_is_the_finalist_with_the_best_heldout_accuracy(tiny_run):
+    result = json.loads((tiny_run / "result.json").read_text())
+    fin = result["finalists"]
+    # the search's top 3 by supernet estimate, each retrained on training images and tested
+    # on held-out ones (digits has no test set; the held-out images are from its training set)
+    assert [f["cell"] for f in fin] == [t["cell"] for t in result["top"][:3]]
+    assert [f["supernet_rank"] for f in fin] == [1, 2, 3]
+    for f in fin:
+        assert {"subspace", "supernet_estimate", "heldout_accuracy", "picked"} <= set(f)
+        assert f["heldout_images"] == 128 and f["epochs"] == 1
+    assert sum(f["picked"] for f in fin) == 1
+    picked = next(f for f in fin if f["picked"])
+    assert picked["heldout_accuracy"] == max(f["heldout_accuracy"] for f in fin)
+    assert result["pick"] == picked["cell"] == result["found"]["cell"]
+    assert result["best"] == result["top"][0]  # the supernets' own top-1 stays in the result
+    state = json.loads((tiny_run / "finalists.json").read_text())
+    assert state["pick"] == picked["cell"] and len(state["runs"]) == 3
+    text = (tiny_run / "verify.md").read_text()
+    assert "Finalists: the search's top 3" in text and f"The answer is `{picked['cell']}`" in text
+    assert f"{picked['heldout_accuracy']:.2f}% held-out" in text
+
+
+def test_finalists_off_keeps_the_supernets_top1(tmp_path):
+    out = tmp_path / "r"
+    assert main(["run", "--preset", "tiny", "--out", str(out), "--set", "finalists.k=0",
+                 "--workers", "1"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert "finalists" not in result and "pick" not in result
+    assert result["found"] == result["best"]
+    assert result["verification"]["rows"][0]["cell"] == result["best"]["cell"]
+    assert not (out / "finalists.json").exists()
+    assert "Finalists" not in (out / "verify.md").read_text()
+
+
+def test_workers_give_the_serial_retrainings(tmp_path):
+    """The finalists' and the verification's retrainings on two single-thread workers (the
+    reference and random cells beside the supernets' training) equal one worker's."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the serial run single-threaded too: the same arithmetic
+    try:
+        runs = {}
+        for workers in ("1", "2"):
+            out = tmp_path / f"w{workers}"
+            assert main(["run", "--preset", "tiny", "--out", str(out), "--workers", workers,
+                         "--set", "verify.seeds=2"]) == 0
+            runs[workers] = json.loads((out / "result.json").read_text())
+    finally:
+        torch.set_num_threads(before)
+    serial, pooled = runs["1"], runs["2"]
+    assert serial["top"] == pooled["top"]
+    assert serial["finalists"] == [{**f, "seconds": s["seconds"]} for f, s in
+                                   zip(pooled["finalists"], serial["finalists"])]
+    assert serial["pick"] == pooled["pick"]
+    assert [(r["role"], r["cell"], r["retrained_test_accuracy"]) for r in
+            serial["verification"]["rows"]] == [
+        (r["role"], r["cell"], r["retrained_test_accuracy"]) for r in
+        pooled["verification"]["rows"]]
+    assert len(serial["verification"]["rows"][0]["retrained_test_accuracy"]["runs"]) == 2
+
+
 def test_search_with_flops_limit_and_ground_truth(tiny_run, tmp_path):
     space = create_space("nb201", C=8, N=1, in_channels=1, num_classes=10, input_size=8)
     truth = {space.format(c): float(sum(c)) for c in space.enumerate() if space.is_valid(c)}
@@ -97,7 +162,7 @@ def test_search_with_flops_limit_and_ground_truth(tiny_run, tmp_path):
 def test_retrain_the_found_cell(tiny_run, capsys):
     assert main(["retrain", str(tiny_run), "--set", "retrain.epochs=1"]) == 0
     rec = json.loads((tiny_run / "retrain.json").read_text())
-    assert rec["cell"] == json.loads((tiny_run / "result.json").read_text())["best"]["cell"]
+    assert rec["cell"] == json.loads((tiny_run / "result.json").read_text())["found"]["cell"]
     assert rec["top1_mean"] == rec["runs"][0]["top1"] and rec["runs"][0]["epochs"] == 1
     assert rec["runs"][0]["evaluated_on"] == "heldout"  # digits has no test set
     # a run folder and a subnet, in either order

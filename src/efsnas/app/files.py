@@ -22,9 +22,10 @@ class RunFiles:
     RESULT = "result.json"
     VERIFY = "verify.json"
     VERIFY_TABLE = "verify.md"
+    FINALISTS = "finalists.json"  # the finalists' short retrainings (efsnas.app.finalists)
     # everything computed from the supernets (and the supernets themselves)
     DERIVED = (CHECKPOINT, METRICS, TRAIN_SUMMARY, SPLIT_STATE, SCORES, RESULT, VERIFY,
-               VERIFY_TABLE, "*.partial", "*-state.json", "best_cell.*")
+               VERIFY_TABLE, FINALISTS, "*.partial", "*-state.json", "best_cell.*")
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)

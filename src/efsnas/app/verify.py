@@ -16,12 +16,13 @@ from efsnas.fileio import write_json_atomic
 
 def pick_subnets(space, best, *, random_subnets: int, reference: bool, seed: int,
                  max_flops: float | None = None) -> list[tuple[str, tuple]]:
-    """(role, subnet) rows: the found one, the reference, then distinct random valid ones;
+    """(role, subnet) rows: the found one, the reference, then distinct random valid ones
+    (`best` None: the reference and random ones alone, which do not depend on the search);
     under a FLOPs limit (units of `space.flops`), the reference and the random subnets are
     within it too, as the search's candidates were."""
-    rows = [("found", tuple(best))]
+    rows = [("found", tuple(best))] if best is not None else []
     ref = space.reference_subnet(max_flops=max_flops) if reference else None
-    if ref is not None and space.canonical(ref) != space.canonical(best):
+    if ref is not None and (best is None or space.canonical(ref) != space.canonical(best)):
         rows.append(("reference", tuple(ref)))
     rng = random.Random(seed)
     seen = {space.canonical(s) for _, s in rows}
@@ -42,13 +43,7 @@ def verify(rows: list[tuple[str, tuple]], train_one: Callable[[tuple, int], dict
            identity: dict | None = None, log=print) -> dict:
     """Retrain every row with every seed (resumable through `path`, a JSON file of finished
     trainings for this `identity`); returns rows with `retrained_test_accuracy` and a verdict."""
-    done: dict = {}
-    if path is not None and path.exists():
-        import json
-
-        state = json.loads(path.read_text())
-        if state.get("identity") == identity:
-            done = state["runs"]
+    done = load_runs(path, identity)
     out_rows = []
     for role, subnet in rows:
         info = describe(subnet)
@@ -57,8 +52,7 @@ def verify(rows: list[tuple[str, tuple]], train_one: Callable[[tuple, int], dict
             key = f"{info['cell']}#{seed}"
             if key not in done:
                 rec = train_one(subnet, seed)
-                done[key] = {"top1": rec["top1"], "seconds": rec["seconds"],
-                             "evaluated_on": rec["evaluated_on"]}
+                done[key] = _entry(rec)
                 if path is not None:
                     write_json_atomic(path, {"identity": identity, "runs": done})
                 log(f"retrained {role} {info['cell']} (seed {seed}): {rec['top1']:.2f}% "
@@ -69,6 +63,40 @@ def verify(rows: list[tuple[str, tuple]], train_one: Callable[[tuple, int], dict
             "std": statistics.stdev(accs) if len(accs) > 1 else None, "runs": accs}})
     return {"rows": out_rows, **verdict(out_rows),
             "evaluated_on": next(iter(done.values()))["evaluated_on"] if done else None}
+
+
+def load_runs(path: Path | None, identity: dict | None) -> dict:
+    """The finished trainings (cell#seed -> record) in `path` for this `identity`."""
+    import json
+
+    if path is None or not path.exists():
+        return {}
+    state = json.loads(path.read_text())
+    same = state.get("identity") == json.loads(json.dumps(identity))
+    return state["runs"] if same else {}
+
+
+def _entry(rec: dict) -> dict:
+    return {"top1": rec["top1"], "seconds": rec["seconds"], "evaluated_on": rec["evaluated_on"]}
+
+
+class VerifyRuns:
+    """verify.json as trainings finish in any order (a pool's workers): each `add` merges
+    into what the file holds, so several writers of one run (one at a time) lose nothing."""
+
+    def __init__(self, path: Path, identity: dict) -> None:
+        import json
+
+        self.path, self.identity = Path(path), json.loads(json.dumps(identity))
+        self.runs = load_runs(self.path, self.identity)
+
+    def has(self, cell: str, seed: int) -> bool:
+        return f"{cell}#{seed}" in self.runs
+
+    def add(self, cell: str, seed: int, rec: dict) -> None:
+        self.runs = {**load_runs(self.path, self.identity), **self.runs,
+                     f"{cell}#{seed}": _entry(rec)}
+        write_json_atomic(self.path, {"identity": self.identity, "runs": self.runs})
 
 
 def verdict(rows: list[dict]) -> dict:

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.run:
             raise UsageError("give a subnet to retrain, or --run RUN to retrain its best subnet")
         result = read_json(Path(args.run) / "result.json", "search result")
-        text = result["best"]["cell"]
+        text = (result.get("found") or result["best"])["cell"]  # the answer (finalists' pick)
     dist, device = init_distributed(cfg.train.device)
     ds = load_data(cfg)
     space = build_space(cfg, ds)

@@ -8,6 +8,7 @@ import time
 from efsnas.cli.common import (
     add_config_args,
     add_ground_truth_args,
+    add_parallel_args,
     config_from_args,
     ground_truth_from_args,
     write_json_atomic,
@@ -24,12 +25,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "digits when Fashion-MNIST is not installed). Rerun to resume.")
     add_config_args(p)
     add_ground_truth_args(p, purpose="report the true accuracy and rank of the top cells")
+    add_parallel_args(p)  # the finalists' and the verification's retrainings
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from efsnas.app import Run
+    from efsnas.app import answer as A
     from efsnas.cli.search import print_best
+    from efsnas.parallel import resolve_workers
 
     t0 = time.time()
     cfg = config_from_args(args)
@@ -42,28 +46,48 @@ def run(args: argparse.Namespace) -> int:
               f"({', '.join(s.name for s in st.split.subspaces)}); sampler {cfg.train.sampler}; "
               f"device {st.device}")
     truth = ground_truth_from_args(args)  # before training: a bad file fails now
-    train_summary = st.train()
-    scorer = st.scorer()
-    t1 = time.time()
-    result = st.search(scorer, truth=truth)
-    if not main:
-        return 0
-    result.update({
-        "data": st.data.description, "supernets": st.supernets.describe(),
-        "train": train_summary, "search_seconds": time.time() - t1,
-        "total_seconds": time.time() - t0, "run_dir": str(st.run_dir),
-    })
-    print_best(result)
-    if result["best"] is not None:
-        _warn_if_degenerate(st.space, st.space.parse(result["best"]["cell"]))
-        _draw_best(st, result["best"])
-        if cfg.verify.enabled:
-            result["verification"] = _verify(st, scorer, result["best"])
+    workers = resolve_workers(args.workers, cfg.train.device) if main else 1
+    with A.Retrainings(st, workers) as trainings:
+        with trainings.sharing_cores():
+            if trainings.pool is not None and cfg.verify.enabled:
+                # the reference and random cells do not depend on the search: they train
+                # beside the supernets
+                A.submit_verification(st, A.verify_rows(st, None), trainings)
+            train_summary = st.train()
+        scorer = st.scorer()
+        t1 = time.time()
+        result = st.search(scorer, truth=truth)
+        if not main:
+            return 0
+        result.update({
+            "data": st.data.description, "supernets": st.supernets.describe(),
+            "train": train_summary, "search_seconds": time.time() - t1,
+            "total_seconds": time.time() - t0, "run_dir": str(st.run_dir),
+        })
+        print_best(result)
+        if result["best"] is not None:
+            result["found"] = result["best"]  # the answer: the supernets' top-1, or ...
+            if cfg.finalists.enabled:  # ... the finalist with the best held-out accuracy
+                result.update(A.choose_finalists(st, result, trainings))
+                _print_finalists(result)
+            found = result["found"]
+            _warn_if_degenerate(st.space, st.space.parse(found["cell"]))
+            _draw_best(st, found)
+            if cfg.verify.enabled:
+                result["verification"] = A.verify_found(st, scorer, found, trainings,
+                                                        finalists=result.get("finalists"))
     result["total_seconds"] = time.time() - t0
     write_json_atomic(st.files.result, result)
     print(f"results in {st.run_dir}/ (result.json, config.yaml, metrics.jsonl, checkpoint.pt); "
           f"{result['total_seconds']:.0f}s")
     return 0
+
+
+def _print_finalists(result: dict) -> None:
+    for i, r in enumerate(result["finalists"], 1):
+        mark = "  <- the answer" if r["picked"] else ""
+        print(f"finalist {i}: {r['cell']} supernet estimate {r['supernet_estimate']:.2f}%, "
+              f"held-out {r['heldout_accuracy']:.2f}%{mark}")
 
 
 def _warn_if_degenerate(space, subnet) -> None:
@@ -88,37 +112,3 @@ def _draw_best(st, best: dict) -> None:
                         title=title)
     except UsageError as e:  # a plug-in space without a drawing
         print(f"note: no picture of the best subnet ({e})")
-
-
-def _verify(st, scorer, best: dict) -> dict:
-    """Retrain the found subnet and the references at the verification budget (resumable)."""
-    from efsnas.app import verify as V
-    from efsnas.app.run import describe_subnet
-    from efsnas.export import retrained_path
-
-    v, cfg = st.cfg.verify, st.cfg
-    recipe = cfg.retrain.model_copy(update={
-        k: getattr(v, k) for k in ("epochs", "max_train") if getattr(v, k) is not None})
-    vcfg = cfg.model_copy(update={"retrain": recipe})
-    rows = V.pick_subnets(st.space, st.space.parse(best["cell"]), random_subnets=v.random_subnets,
-                          reference=v.reference, seed=cfg.search.seed + 1,
-                          max_flops=cfg.search.max_flops * 1e6 if cfg.search.max_flops else None)
-    print(f"verifying: retraining the found subnet and {len(rows) - 1} reference(s), "
-          f"{recipe.epochs} epochs each, {v.seeds} seed(s)")
-
-    def describe(subnet):
-        k = st.split.route(subnet)
-        return describe_subnet(st.space, subnet, subspace=st.split.subspaces[k].name,
-                                        supernet_estimate=scorer.score([subnet])[0])
-
-    def train_one(subnet, seed):  # weights kept for `efsnas export CELL RUN`
-        return st.retrain(subnet, seed=seed, cfg=vcfg,
-                          weights=retrained_path(st.run_dir, st.space, subnet, seed=seed))
-
-    identity = {"retrain": recipe.model_dump(), "verify": v.model_dump(),
-                "data": cfg.data.model_dump(), "space": cfg.space.identity()}
-    out = V.verify(rows, train_one, seeds=[cfg.train.seed + i for i in range(v.seeds)],
-                   describe=describe, path=st.files.verify, identity=identity)
-    print(V.format_table(out))
-    (st.files / st.files.VERIFY_TABLE).write_text(V.format_table(out, markdown=True) + "\n")
-    return out
