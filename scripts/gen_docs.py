@@ -135,7 +135,8 @@ def figures() -> None:
         with mkdocs_gen_files.open("img/nb201-cell.svg", "wb") as f:
             f.write(path.read_bytes())
     for name, source in [("ranking-study.png", "fmnist-study/compare.png"),
-                         ("study1-quality-vs-cost.png", "study1/quality_vs_cost.png")]:
+                         ("study1-quality-vs-cost.png", "study1/quality_vs_cost.png"),
+                         ("mobilenet-cpu-found.png", "mobilenet-cpu-run/best_cell.png")]:
         with mkdocs_gen_files.open(f"img/{name}", "wb") as f:
             f.write((ROOT / "benchmarks/results" / source).read_bytes())
 
