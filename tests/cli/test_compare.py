@@ -271,3 +271,26 @@ def test_workers_give_the_serial_results(ground_truth, tmp_path, capsys, one_thr
     serial_runs = json.loads(ground_truth.with_name("gt.runs.json").read_text())["runs"]
     assert {k: v["top1"] for k, v in runs.items()} == {
         k: serial_runs[k]["top1"] for k in runs}
+
+
+def test_submitit_local_executor_gives_the_local_pools_results(ground_truth, tmp_path, capsys,
+                                                              one_thread):
+    """The cluster path without a cluster: each compare run is one submitit job (here a local
+    process, as SLURM would run it), and the gathered results equal the local pool's."""
+    pytest.importorskip("submitit", reason="submitit is not installed (pip install -e "
+                                           "'.[dev]' or the cluster extra)")
+    args = ["compare", "--ground-truth", str(ground_truth), "--criteria", "oneshot,nonlinearity",
+            "--seeds", "1", "--preset", "tiny", "--set", "train.steps_per_epoch=2"]
+    assert main([*args, "--out", str(tmp_path / "pool"), "--workers", "2"]) == 0
+    assert main([*args, "--out", str(tmp_path / "jobs"), "--executor", "submitit-local"]) == 0
+    pooled, jobs = _finished(tmp_path / "pool"), _finished(tmp_path / "jobs")
+    assert len(pooled) == 2 and jobs == pooled
+    assert list((tmp_path / "jobs" / "jobs").iterdir())  # submitit's job folder
+    tables = [json.loads((tmp_path / d / "compare.json").read_text()) for d in ("pool", "jobs")]
+    untimed = [{name: [{k: v for k, v in r.items() if "seconds" not in k} for r in runs]
+                for name, runs in t["runs"].items()} for t in tables]
+    assert untimed[0] == untimed[1]  # tau, ranks, finalist ranks, costs: all but wall times
+    # a rerun finds every job's result in place and submits nothing
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "jobs"), "--executor", "submitit-local"]) == 0
+    assert "trained in" not in capsys.readouterr().out
