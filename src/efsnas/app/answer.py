@@ -82,7 +82,7 @@ class Retrainings:
             yield
         finally:
             torch.set_num_threads(before)
-            self.gate.open(self.workers)
+        self.gate.open(self.workers)  # (not after a failure: nothing more is started then)
 
     @staticmethod
     def wait(futures: list[cf.Future]) -> None:
