@@ -43,7 +43,7 @@ def parse_variant(text: str) -> tuple[str, Variant]:
     """'NAME:BASE;KEY=VALUE;...' -> a variant named NAME: the built-in BASE with settings on
     top, e.g. 'separate-balanced:nonlinearity;split.structure=separate;train.sampler=balanced'."""
     name, sep, rest = text.partition(":")
-    base, *sets = [p.strip() for p in rest.split(";") if p.strip()] if sep else [""]
+    base, *sets = [p.strip() for p in rest.split(";") if p.strip()] or [""]  # 'NAME:' has none
     rows = variants()
     if not name.strip() or not sep or base not in rows:
         raise UsageError(f"bad --variant {text!r}: write NAME:BASE;KEY=VALUE;... with BASE one "

@@ -176,7 +176,7 @@ class TrainConfig(_SGDConfig):
         "momentum step; zeros: they do (PyTorch < 2.0, the authors' runs)")
     sampler: str = DEFAULT_COMPONENTS["sampler"]
     _sampler = field_validator("sampler")(lambda v: _registered("sampler", v))
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2 ** 63, description="torch takes seeds below 2**63")
     amp: bool = True
     amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
     channels_last: Literal["auto", "on", "off"] = Field(
@@ -321,7 +321,12 @@ _Yaml12Loader.add_implicit_resolver(
 
 
 def load_yaml(text: str):
-    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
+    try:
+        return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+        # a date that is no date (2020-13-45), '!!float x', 5000 digits, nesting thousands deep
+        first = str(e).splitlines()[0] if str(e) else "cannot be read"
+        raise yaml.YAMLError(f"{type(e).__name__}: {first}") from None
 
 
 def _text(path: Path) -> str:

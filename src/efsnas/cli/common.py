@@ -38,7 +38,12 @@ def space_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"bad --option {item!r}: write KEY=VALUE, e.g. width_mult=0.5")
-        out[key.strip()] = load_yaml(value)
+        try:
+            out[key.strip()] = load_yaml(value)
+        except Exception as e:  # yaml.YAMLError: unclosed, a bad tag, nested too deep
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise UsageError(f"bad --option {item!r}: the value is not valid YAML ({first})"
+                             ) from None
     return out
 
 
