@@ -167,7 +167,7 @@ def test_a_variant_without_a_base_is_a_usage_error(text):  # was a ValueError (f
 
 
 @pytest.mark.parametrize("value", ["2020-13-45", "[" * 5000, "!!float x", "!!int x",
-                                   "9" * 5000])
+                                   "!!timestamp x", "9" * 5000])
 def test_yaml_values_that_broke_the_loader_are_usage_errors(value):
     # were ValueError / RecursionError out of PyYAML's constructors and composer
     with pytest.raises(UsageError, match="not valid YAML") as e:

@@ -323,7 +323,8 @@ _Yaml12Loader.add_implicit_resolver(
 def load_yaml(text: str):
     try:
         return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
-    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+    except (ValueError, TypeError, OverflowError, RecursionError, AttributeError, KeyError,
+            IndexError) as e:
         # a date that is no date (2020-13-45), '!!float x', 5000 digits, nesting thousands deep
         first = str(e).splitlines()[0] if str(e) else "cannot be read"
         raise yaml.YAMLError(f"{type(e).__name__}: {first}") from None
@@ -428,7 +429,8 @@ def validate_config(data: dict) -> RunConfig:
     except ValidationError as e:
         err = e.errors()[0]
         err["msg"] = err["msg"].removeprefix("Value error, ")
-        loc = ".".join(str(x) for x in err["loc"]) or "config"
+        loc = ".".join(str(x) if str(x).isprintable() else repr(x) for x in err["loc"]
+                       ) or "config"  # a key with a newline stays on the line
         more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
         raise UsageError(f"invalid config: {loc}: {err['msg']}{more}") from None
 
