@@ -59,7 +59,7 @@ def test_malformed_cell_names_the_bad_part(bad, part):
 
 def test_equivalence_classes(nb201_space, all_cells):
     classes = {canonical_cell(c) for c in all_cells}
-    assert len(classes) == 9445  # documented in the README
+    assert len(classes) == 9445  # documented in docs/method.md
     # dead edges are removed: edge 1<-0 is dead when node 1 feeds nothing
     cell = parse_cell("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|none~2|")
     assert canonical_cell(cell) == parse_cell(
