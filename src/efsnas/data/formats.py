@@ -8,6 +8,7 @@ reader says what it expected where when a file is missing or malformed.
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,19 +68,26 @@ def _require(folder: Path, names: list[str], *, what: str, expect: str) -> None:
 def _pixels(data: object, *, where: str, channels: int, size: int) -> np.ndarray:
     """A pickled uint8 [N, C*H*W] array of row-major colour planes -> [N, C, H, W]."""
     row = channels * size * size
-    arr = np.asarray(data)
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError) as e:  # rows of different lengths
+        raise DataError(f"{where}: 'data' should be a uint8 array [N, {row}]: {e}") from None
     if arr.ndim != 2 or arr.shape[1] != row:
         raise DataError(f"{where}: 'data' should be a uint8 array [N, {row}] ({channels} planes "
                         f"of {size}x{size}), got shape {arr.shape}")
     if arr.dtype != np.uint8:
-        if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > 255:
+        if not np.issubdtype(arr.dtype, np.integer) or (arr.size and (arr.min() < 0
+                                                                       or arr.max() > 255)):
             raise DataError(f"{where}: 'data' should hold uint8 pixels, got {arr.dtype}")
         arr = arr.astype(np.uint8)
     return arr.reshape(-1, channels, size, size)
 
 
 def _labels(data: object, n: int, *, where: str, low: int, high: int) -> np.ndarray:
-    lab = np.asarray(data)
+    try:
+        lab = np.asarray(data)
+    except (ValueError, TypeError) as e:  # a ragged list
+        raise DataError(f"{where}: expected {n} integer labels: {e}") from None
     if lab.ndim != 1 or len(lab) != n or not np.issubdtype(lab.dtype, np.integer):
         raise DataError(f"{where}: expected {n} integer labels, got {lab.dtype} {lab.shape}")
     if n and (lab.min() < low or lab.max() > high):
@@ -189,8 +197,8 @@ def read_idx(path: Path, *, ndim: int) -> np.ndarray:
     if len(raw) < head:
         raise DataError(f"{path} is truncated (no complete IDX header)")
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    if len(raw) - head != int(np.prod(dims)):
-        raise DataError(f"{path}: header says {'x'.join(map(str, dims))} = {int(np.prod(dims))} "
+    if len(raw) - head != math.prod(dims):  # exact: np.prod wraps 2**22 x 2**21 x 2**21 to 0
+        raise DataError(f"{path}: header says {'x'.join(map(str, dims))} = {math.prod(dims)} "
                         f"bytes of data, the file holds {len(raw) - head} (truncated?)")
     return np.frombuffer(raw, dtype=np.uint8, offset=head).reshape(dims)
 
