@@ -42,7 +42,11 @@ def check_identity(state: dict, identity: dict, path: str | os.PathLike) -> None
 
     mine = json.dumps(identity, sort_keys=True)
     if state.get("identity") != mine:
-        theirs = json.loads(state.get("identity") or "{}")
+        try:
+            theirs = json.loads(state.get("identity") or "{}")
+        except (TypeError, ValueError):  # damaged: not JSON text, 5000 digits
+            raise CheckpointError(f"{path} holds a damaged run identity; use another --out "
+                                  "folder, or --force to overwrite it") from None
         if same_identity(theirs, identity):
             return
         raise CheckpointError(
@@ -69,7 +73,7 @@ def same_identity(recorded, current) -> bool:
 def load_weights_into(module: torch.nn.Module, weights: dict, path: str | os.PathLike) -> None:
     try:
         module.load_state_dict(weights)
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, AttributeError, KeyError) as e:  # a damaged state
         raise CheckpointError(f"{path} does not fit these supernets: "
                               f"{str(e).splitlines()[0]}") from None
 
