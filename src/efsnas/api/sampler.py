@@ -21,6 +21,8 @@ class SubnetSampler(ABC):
         self.seed = seed
 
     def rng_for_step(self, step: int) -> random.Random:
+        """The random generator for global step `step`, seeded by the sampler's name, seed and the
+        step, so a step draws the same subnets whenever it is replayed (e.g. after resuming)."""
         return random.Random(f"{self.name}:{self.seed}:{step}")
 
     @abstractmethod

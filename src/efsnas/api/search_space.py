@@ -78,6 +78,7 @@ class SearchSpace(ABC):
     # ---- enumeration and sampling ---------------------------------------------------------
     @property
     def size(self) -> int:
+        """Number of subnets, valid or not: the product of the choices at each position."""
         n = 1
         for c in self.choices:
             n *= c
@@ -103,6 +104,7 @@ class SearchSpace(ABC):
         return idx
 
     def from_index(self, index: int) -> Subnet:
+        """The subnet at a stable integer index (inverse of `index`)."""
         if not 0 <= index < self.size:
             raise UsageError(f"{self.name} index {index} outside 0..{self.size - 1}")
         out = []
@@ -154,6 +156,7 @@ class SearchSpace(ABC):
 
     @property
     def default_width_divisor(self) -> int:
+        """How much the supernets are narrowed by default (1: full width)."""
         return 1
 
     @abstractmethod
@@ -202,6 +205,8 @@ class EvolutionMixin:
 
     def mutate(self: SearchSpace, subnet: Subnet, rng: random.Random, prob: float = 0.1,
                *, max_tries: int = 1000) -> Subnet:
+        """A valid child that differs from `subnet`, each choice redrawn with probability `prob`; a
+        fresh random subnet when `max_tries` draws find none."""
         for _ in range(max_tries):
             child = tuple(
                 rng.randrange(n) if rng.random() < prob else c for c, n in zip(subnet, self.choices)
@@ -212,6 +217,8 @@ class EvolutionMixin:
 
     def crossover(self: SearchSpace, a: Subnet, b: Subnet, rng: random.Random,
                   *, max_tries: int = 1000) -> Subnet:
+        """A valid child taking each choice from `a` or `b` at random; `a` itself when `max_tries`
+        draws find none."""
         for _ in range(max_tries):
             child = tuple(x if rng.random() < 0.5 else y for x, y in zip(a, b))
             if self.is_valid(child):

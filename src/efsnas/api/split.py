@@ -84,6 +84,7 @@ class Split:
             raise UsageError(f"empty subspace(s) {', '.join(empty)} in the {self.criterion} split")
 
     def describe(self) -> dict:
+        """Criterion, width divisor and subspaces, JSON-ready (stored with runs and checkpoints)."""
         return {
             "criterion": self.criterion,
             "width_divisor": self.width_divisor,
@@ -124,9 +125,13 @@ class SplitCriterion(ABC):
         return cls()
 
     @abstractmethod
-    def split(self, space: SearchSpace) -> Split: ...
+    def split(self, space: SearchSpace) -> Split:
+        """The split of `space` this criterion makes (one that learns its split: as learned so far)."""
+        ...
 
     def default_structure(self, space: SearchSpace) -> str:
+        """How this criterion's supernets share weights on `space` unless the config says
+        otherwise."""
         return "separate"
 
     # ---- staged criteria -------------------------------------------------------------------
@@ -135,6 +140,8 @@ class SplitCriterion(ABC):
         return []
 
     def initial_split(self, space: SearchSpace) -> Split:
+        """The split the supernets start training with (before any split epoch). Default:
+        `split`."""
         return self.split(space)
 
     def refine(self, supernets, batches: list, rng: random.Random):
@@ -165,6 +172,8 @@ class SplitCriterion(ABC):
         return None
 
     def state_dict(self) -> dict:
+        """What the criterion learned so far (its split decisions), JSON-ready, for checkpoints;
+        empty for a criterion that learns nothing."""
         return {}
 
     def load_state_dict(self, state: dict) -> None:  # noqa: B027 (plain criteria learn nothing)

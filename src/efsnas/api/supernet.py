@@ -14,7 +14,9 @@ class Supernet(nn.Module):
     """Holds every choice of a space; `forward(x, subnet)` runs one subnet."""
 
     @abstractmethod
-    def forward(self, x: torch.Tensor, subnet: Subnet) -> torch.Tensor: ...
+    def forward(self, x: torch.Tensor, subnet: Subnet) -> torch.Tensor:
+        """Logits of `subnet` for the input batch `x`, through the shared weights."""
+        ...
 
     @abstractmethod
     def extract(self, subnet: Subnet) -> nn.Module:
