@@ -116,6 +116,8 @@ class SpaceConfig(BaseModel):
 
 
 class SplitConfig(_Strict):
+    """The `split` section: the splitting criterion, how its supernets share weights, and each
+    criterion's own settings (`fsnas_*`, `gm_*`)."""
     criterion: str = DEFAULT_COMPONENTS["criterion"]
     _criterion = field_validator("criterion")(lambda v: _registered("criterion", v))
     groups: str | None = Field(None, description="count grouping, e.g. '0,1/2/3'")
@@ -138,6 +140,8 @@ class SplitConfig(_Strict):
 
 
 class DataConfig(_Strict):
+    """The `data` section: the dataset, its folder, how the held-out images are set apart, and caps
+    on the image counts."""
     name: str = "auto"
     _name = field_validator("name")(lambda v: _registered("dataset", v))
     root: str | None = None
@@ -163,6 +167,8 @@ class _SGDConfig(_Strict):
 
 
 class TrainConfig(_SGDConfig):
+    """The `train` section: supernet training (schedule, optimiser, subnet sampler, seed, precision,
+    memory format, device)."""
     epochs: int = Field(250, ge=1)
     steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch")
     batch_size: int = Field(64, ge=1)
@@ -191,6 +197,8 @@ class TrainConfig(_SGDConfig):
 
 
 class EvalConfig(_Strict):
+    """The `eval` section: how subnets are scored on the held-out images (batch size, image cap,
+    batch norm statistics)."""
     batch_size: int = Field(256, ge=1)
     max_images: int | None = Field(None, ge=1, description="held-out images used for scoring")
     bn: Literal["batch", "recalibrate"] = "batch"
@@ -198,6 +206,8 @@ class EvalConfig(_Strict):
 
 
 class SearchConfig(_Strict):
+    """The `search` section: the search strategy, its budget and settings, the FLOPs and parameter
+    limits, and how many cells the result keeps."""
     strategy: str = DEFAULT_COMPONENTS["searcher"]
     _strategy = field_validator("strategy")(lambda v: _registered("searcher", v))
     population: int = Field(50, ge=2)
@@ -250,6 +260,7 @@ class FinalistsConfig(_Strict):
 
     @property
     def enabled(self) -> bool:
+        """Whether the finalists are re-ranked at all (k of 2 or more)."""
         return self.k > 1
 
 
@@ -259,6 +270,8 @@ def scaled_lr(lr: float, lr_batch: int | None, batch_size: int, world_size: int)
 
 
 class RunConfig(_Strict):
+    """A whole run's configuration, one field per section (space, split, data, train, eval, search,
+    retrain, verify, finalists) plus the output folder `out`."""
     space: SpaceConfig = SpaceConfig()
     split: SplitConfig = SplitConfig()
     data: DataConfig = DataConfig()
@@ -303,6 +316,7 @@ class RunConfig(_Strict):
 
 
 def list_presets() -> list[str]:
+    """Names of the bundled presets (the YAML files of `efsnas.presets`), sorted."""
     return sorted(p.name[:-5] for p in resources.files("efsnas.presets").iterdir()
                   if p.name.endswith(".yaml"))
 
@@ -321,6 +335,8 @@ _Yaml12Loader.add_implicit_resolver(
 
 
 def load_yaml(text: str):
+    """Parsed YAML 1.2 text; any error of the loader (a bad date, huge numbers, deep nesting) is
+    raised as a yaml.YAMLError."""
     try:
         return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
     except (ValueError, TypeError, OverflowError, RecursionError, AttributeError, KeyError,
@@ -348,6 +364,7 @@ def _read_yaml(text: str, where: str) -> dict:
 
 
 def merge_dicts(base: dict, new: dict) -> dict:
+    """`new` on top of `base`, nested mappings merged key by key (the inputs are left unchanged)."""
     out = dict(base)
     for k, v in new.items():
         out[k] = merge_dicts(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
@@ -424,6 +441,7 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> 
 
 
 def validate_config(data: dict) -> RunConfig:
+    """The RunConfig that `data` describes; raises UsageError naming the first invalid field."""
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
@@ -436,4 +454,5 @@ def validate_config(data: dict) -> RunConfig:
 
 
 def dump_config(cfg: RunConfig) -> str:
+    """The config as YAML text, sections in declaration order."""
     return yaml.safe_dump(cfg.model_dump(), sort_keys=False)
