@@ -35,26 +35,32 @@ class RunFiles:
 
     @property
     def config(self) -> Path:
+        """The resolved config (config.yaml)."""
         return self.root / self.CONFIG
 
     @property
     def checkpoint(self) -> Path:
+        """The training checkpoint the trainer writes."""
         return self.root / self.CHECKPOINT
 
     @property
     def metrics(self) -> Path:
+        """The training metrics the trainer writes."""
         return self.root / self.METRICS
 
     @property
     def split_state(self) -> Path:
+        """What a staged criterion learned (GM-NAS decisions)."""
         return self.root / self.SPLIT_STATE
 
     @property
     def result(self) -> Path:
+        """The run's search result (result.json)."""
         return self.root / self.RESULT
 
     @property
     def verify(self) -> Path:
+        """The verification's result (verify.json)."""
         return self.root / self.VERIFY
 
     def stage(self, i: int) -> Path:
@@ -62,9 +68,13 @@ class RunFiles:
         return self.root / f"stage{i}"
 
     def search_state(self, name: str, strategy: str, tag: str) -> Path:
+        """A search's resumable state file, named by the search's name, strategy and
+        settings `tag`."""
         return self.root / f"{name}-{strategy}-{tag}-state.json"
 
     def clear_derived(self) -> None:
+        """Remove everything computed from the supernets (checkpoint, metrics, scores, results,
+        search states, stage folders), keeping the config."""
         for pattern in self.DERIVED:
             for path in self.root.glob(pattern):
                 path.unlink()

@@ -36,6 +36,8 @@ log = logging.getLogger("efsnas")
 # ---- building blocks, each from the config ---------------------------------------------------
 
 def load_data(cfg: RunConfig):
+    """The configured dataset (`data` section), split into training and held-out images with the
+    training seed."""
     from efsnas.data import load_data as _load
 
     d = cfg.data
@@ -53,6 +55,7 @@ def build_space(cfg: RunConfig, data) -> SearchSpace:
 
 
 def build_criterion(cfg: RunConfig) -> SplitCriterion:
+    """The configured splitting criterion, built from its `split` config fields."""
     return lookup("criterion", cfg.split.criterion).from_config(cfg.split)
 
 
@@ -63,6 +66,8 @@ def supernet_structure(cfg: RunConfig, criterion: SplitCriterion, space: SearchS
 
 def build_supernets(cfg: RunConfig, split: Split, criterion: SplitCriterion | None = None
                     ) -> FewShotSupernets:
+    """Supernets over `split`, sharing weights as `split.structure` (or the criterion's default for
+    the space) says."""
     criterion = criterion or build_criterion(cfg)
     return FewShotSupernets(split, structure=supernet_structure(cfg, criterion, split.space),
                             thresholds=tuple(cfg.split.thresholds or ()) or None)
@@ -78,6 +83,8 @@ def initial_supernets(cfg: RunConfig, criterion: SplitCriterion, space: SearchSp
 
 
 def execution_for(cfg: RunConfig, space: SearchSpace, device: torch.device) -> Execution:
+    """How the run computes on `device`: mixed precision, memory format and CPU allocator from the
+    `train` section."""
     t = cfg.train
     return resolve_execution(device, space, amp=t.amp, amp_dtype=t.amp_dtype,
                              channels_last=t.channels_last, cpu_allocator=t.cpu_allocator)
@@ -105,6 +112,8 @@ def recalibration_batches_for(cfg: RunConfig, data, execution: Execution):
 
 
 def describe_subnet(space: SearchSpace, subnet, **extra) -> dict:
+    """A subnet's cell text, nonlinearity count, FLOPs and parameters, JSON-ready, with `extra`
+    fields added."""
     return {"cell": space.format(subnet), "nonlinearity_count": space.nonlinearity_count(subnet),
             "flops": space.flops(subnet), "params": space.params(subnet), **extra}
 
@@ -131,6 +140,9 @@ def prepare_run_dir(cfg: RunConfig, files: RunFiles, *, force: bool, is_main: bo
 
 @dataclass
 class Run:
+    """A run: its config, folder, data, space, criterion, supernets and execution, with the
+    training, scoring and search steps that use them. Made by `Run.create` (to train) or
+    `Run.open` (trained)."""
     cfg: RunConfig
     files: RunFiles
     data: object
@@ -142,14 +154,17 @@ class Run:
 
     @property
     def run_dir(self) -> Path:
+        """The run folder."""
         return self.files.root
 
     @property
     def split(self) -> Split:
+        """The split the supernets currently cover."""
         return self.supernets.split
 
     @property
     def device(self) -> torch.device:
+        """The device the run computes on."""
         return self.execution.device
 
     @classmethod
@@ -207,9 +222,12 @@ class Run:
 
     # ---- scoring and search ------------------------------------------------------------------
     def heldout_batches(self):
+        """The held-out scoring batches (`eval` section), materialised on the device."""
         return heldout_batches_for(self.cfg, self.data, self.execution)
 
     def scorer(self):
+        """A SubnetScorer of the run's supernets on the held-out batches, with the configured batch
+        norm mode."""
         from efsnas.evaluate.scorer import SubnetScorer
 
         return SubnetScorer(self.supernets, self.heldout_batches(), bn=self.cfg.eval.bn,
