@@ -118,6 +118,7 @@ class SpaceConfig(BaseModel):
 class SplitConfig(_Strict):
     """The `split` section: the splitting criterion, how its supernets share weights, and each
     criterion's own settings (`fsnas_*`, `gm_*`)."""
+
     criterion: str = DEFAULT_COMPONENTS["criterion"]
     _criterion = field_validator("criterion")(lambda v: _registered("criterion", v))
     groups: str | None = Field(None, description="count grouping, e.g. '0,1/2/3'")
@@ -142,6 +143,7 @@ class SplitConfig(_Strict):
 class DataConfig(_Strict):
     """The `data` section: the dataset, its folder, how the held-out images are set apart, and caps
     on the image counts."""
+
     name: str = "auto"
     _name = field_validator("name")(lambda v: _registered("dataset", v))
     root: str | None = None
@@ -169,6 +171,7 @@ class _SGDConfig(_Strict):
 class TrainConfig(_SGDConfig):
     """The `train` section: supernet training (schedule, optimiser, subnet sampler, seed, precision,
     memory format, device)."""
+
     epochs: int = Field(250, ge=1)
     steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch")
     batch_size: int = Field(64, ge=1)
@@ -199,6 +202,7 @@ class TrainConfig(_SGDConfig):
 class EvalConfig(_Strict):
     """The `eval` section: how subnets are scored on the held-out images (batch size, image cap,
     batch norm statistics)."""
+
     batch_size: int = Field(256, ge=1)
     max_images: int | None = Field(None, ge=1, description="held-out images used for scoring")
     bn: Literal["batch", "recalibrate"] = "batch"
@@ -208,6 +212,7 @@ class EvalConfig(_Strict):
 class SearchConfig(_Strict):
     """The `search` section: the search strategy, its budget and settings, the FLOPs and parameter
     limits, and how many cells the result keeps."""
+
     strategy: str = DEFAULT_COMPONENTS["searcher"]
     _strategy = field_validator("strategy")(lambda v: _registered("searcher", v))
     population: int = Field(50, ge=2)
@@ -272,6 +277,7 @@ def scaled_lr(lr: float, lr_batch: int | None, batch_size: int, world_size: int)
 class RunConfig(_Strict):
     """A whole run's configuration, one field per section (space, split, data, train, eval, search,
     retrain, verify, finalists) plus the output folder `out`."""
+
     space: SpaceConfig = SpaceConfig()
     split: SplitConfig = SplitConfig()
     data: DataConfig = DataConfig()

@@ -143,6 +143,7 @@ class Run:
     """A run: its config, folder, data, space, criterion, supernets and execution, with the
     training, scoring and search steps that use them. Made by `Run.create` (to train) or
     `Run.open` (trained)."""
+
     cfg: RunConfig
     files: RunFiles
     data: object

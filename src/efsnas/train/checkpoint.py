@@ -20,6 +20,8 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict:
+    """The checkpoint dict at `path` (tensors only, no foreign pickles); raises CheckpointError when
+    it is missing, damaged or not an efsnas checkpoint."""
     path = Path(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
@@ -71,6 +73,8 @@ def same_identity(recorded, current) -> bool:
 
 
 def load_weights_into(module: torch.nn.Module, weights: dict, path: str | os.PathLike) -> None:
+    """Load a checkpoint's `weights` into `module`; raises CheckpointError naming `path` when they
+    do not fit."""
     try:
         module.load_state_dict(weights)
     except (RuntimeError, TypeError, AttributeError, KeyError) as e:  # a damaged state
@@ -79,6 +83,8 @@ def load_weights_into(module: torch.nn.Module, weights: dict, path: str | os.Pat
 
 
 def first_difference(a, b, prefix: str = "") -> str:
+    """The first key (dotted, in sorted order) where the nested dicts `a` (the checkpoint's) and `b`
+    (this run's) differ, with both values, for error messages."""
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b)):
             if a.get(key) != b.get(key):
@@ -102,6 +108,8 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore the global torch, NumPy, Python (and CUDA, when present) random states that rng_state
+    saved."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],

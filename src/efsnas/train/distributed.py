@@ -13,19 +13,25 @@ from efsnas.errors import UsageError
 
 @dataclass(frozen=True)
 class DistContext:
+    """This process's place in a distributed run: rank, world size and local rank (one process by
+    default)."""
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
 
     @property
     def enabled(self) -> bool:
+        """Whether the run is distributed (more than one process)."""
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """Whether this is rank 0, the process that writes files and logs."""
         return self.rank == 0
 
     def barrier(self) -> None:
+        """Wait for every process (nothing to wait for when not distributed)."""
         if self.enabled:
             dist.barrier()
 

@@ -35,6 +35,9 @@ METRICS = "metrics.jsonl"
 
 
 class Interrupted(EfsnasError):
+    """Training stopped by SIGINT or SIGTERM after saving its checkpoint; exits with code 130 and
+    resumes when the command is rerun."""
+
     exit_code = 130
 
 
@@ -52,6 +55,9 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 class SupernetTrainer:
+    """Trains the few-shot supernets, each step on the subnets its sampler draws, with SGD on a
+    cosine schedule; checkpoints in `run_dir` so an interrupted run resumes where it stopped."""
+
     def __init__(self, *, supernets: FewShotSupernets, sampler: SubnetSampler, data, run_dir: Path,
                  identity: dict | None = None, epochs: int, batch_size: int = 64,
                  lr: float = 0.025, lr_min: float = 0.001, momentum: float = 0.9,
@@ -96,9 +102,12 @@ class SupernetTrainer:
         return [wrapped[id(m)] for m in mods]
 
     def lr_at(self, epoch: int) -> float:
+        """The learning rate of `epoch` (0-based) on the cosine schedule over all epochs."""
         return cosine_lr(epoch, self.epochs, self.lr, self.lr_min)
 
     def steps_in_epoch(self) -> int:
+        """Training steps per epoch: the training images over the global batch (at least one),
+        capped by `steps_per_epoch` when set."""
         n = len(self.data.train) // (self.batch_size * self.dist.world_size)
         n = max(1, n)
         return min(n, self.steps_per_epoch) if self.steps_per_epoch else n
@@ -106,9 +115,12 @@ class SupernetTrainer:
     # ---- checkpoints -------------------------------------------------------------------------
     @property
     def checkpoint_path(self) -> Path:
+        """Where the checkpoint is written in the run folder."""
         return self.run_dir / CHECKPOINT
 
     def state_dict(self) -> dict:
+        """Everything a resume needs: the run identity, supernet and optimiser (and grad scaler)
+        states, the position in training and the random states."""
         return {
             "format": "efsnas-checkpoint",
             "identity": json.dumps(self.identity, sort_keys=True),
@@ -122,6 +134,8 @@ class SupernetTrainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Resume from what `state_dict` returned, after checking that it belongs to this run's
+        identity."""
         check_identity(state, self.identity, self.checkpoint_path)
         load_weights_into(self.supernets, state["supernets"], self.checkpoint_path)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -132,6 +146,7 @@ class SupernetTrainer:
         set_rng_state(state["rng"])
 
     def save(self) -> None:
+        """Write the checkpoint atomically (on the main process), then wait for every process."""
         if self.dist.is_main:
             save_atomic(self.state_dict(), self.checkpoint_path)
         self.dist.barrier()
@@ -152,6 +167,7 @@ class SupernetTrainer:
 
     @property
     def finished(self) -> bool:
+        """Whether every epoch has been trained."""
         return self.epoch >= self.epochs
 
     # ---- training ----------------------------------------------------------------------------
