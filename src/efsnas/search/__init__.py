@@ -15,6 +15,7 @@ register_searcher("random")(RandomSearch)
 
 
 def list_searchers() -> list[str]:
+    """Names of the registered search strategies."""
     return names("searcher")
 
 

@@ -30,6 +30,8 @@ Checkpoint = Callable[[dict], None] | str | os.PathLike | None
 
 @dataclass(frozen=True)
 class Candidate:
+    """One subnet a search found: the subnet, its text form, its score, FLOPs and parameters."""
+
     subnet: Subnet
     text: str
     score: float
@@ -39,19 +41,25 @@ class Candidate:
 
 @dataclass
 class SearchResult:
+    """What a search returns: its best candidates (best first), every evaluation in order, and the
+    number of generations it ran."""
+
     top: list[Candidate]  # best first
     history: list[dict] = field(repr=False)  # {"subnet", "score", "generation"} in order
     generations: int = 0
 
     @property
     def best(self) -> Candidate | None:
+        """The best candidate (None when nothing was evaluated)."""
         return self.top[0] if self.top else None
 
     @property
     def evaluated(self) -> int:
+        """How many subnets were evaluated."""
         return len(self.history)
 
     def to_dict(self) -> dict:
+        """The result, JSON-ready (subnets as lists)."""
         return {"top": [{**asdict(c), "subnet": list(c.subnet)} for c in self.top],
                 "evaluated": self.evaluated, "generations": self.generations,
                 "history": self.history}
@@ -106,7 +114,9 @@ class Searcher(ABC):
         nothing new can be found."""
 
     @abstractmethod
-    def finished(self) -> bool: ...
+    def finished(self) -> bool:
+        """Whether the search has spent its budget (generations, subnets)."""
+        ...
 
     def config(self) -> dict:
         """Settings that define the search (saved with the state and checked on resume)."""
@@ -116,6 +126,7 @@ class Searcher(ABC):
 
     # ---- candidates ---------------------------------------------------------------------------
     def within_limits(self, subnet: Subnet) -> bool:
+        """Whether the subnet meets the FLOPs and parameter limits (those that are set)."""
         if self.max_flops is not None and self.space.flops(subnet) > self.max_flops:
             return False
         return self.max_params is None or self.space.params(subnet) <= self.max_params
@@ -202,6 +213,8 @@ class Searcher(ABC):
             on_generation(info)
 
     def result(self) -> SearchResult:
+        """The search so far as a SearchResult: the `top` best evaluated candidates and the whole
+        history."""
         top = []
         for rec in self.top_k(self.top):
             s = tuple(rec["subnet"])
@@ -219,6 +232,8 @@ class Searcher(ABC):
                 "rng": [version, list(internal), gauss]}
 
     def load_state_dict(self, state: dict) -> None:
+        """Resume from a saved state; raises CheckpointError when it is malformed or belongs to
+        another search (settings other than the `resizable` ones differ)."""
         try:
             config, history = state["config"], state["history"]
             version, internal, gauss = state["rng"]

@@ -14,6 +14,9 @@ from efsnas.search.base import Searcher, _positive
 
 
 class EvolutionSearch(Searcher):
+    """Evolutionary search over `generations` generations: `population` random subnets first,
+    then mutants and crossovers of the `topk` best found so far (see the module docstring)."""
+
     name = "evolution"
     resizable = ("generations",)
 

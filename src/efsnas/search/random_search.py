@@ -7,6 +7,9 @@ from efsnas.search.base import Searcher, _positive
 
 
 class RandomSearch(Searcher):
+    """Random search: `budget` distinct random valid subnets within the limits, proposed
+    `batch_size` at a time."""
+
     name = "random"
     resizable = ("budget",)
 

@@ -58,6 +58,9 @@ class NonlinearityCountSplit(SplitCriterion):
         return space.default_structure  # the space knows how its count subspaces share weights
 
     def resolve_groups(self, space: SearchSpace) -> list[tuple[int, ...]]:
+        """The grouping of counts into subspaces for `space` (the configured one or the space's
+        default), with a 'rest' group filled in; raises UsageError when a count is unknown,
+        repeated or left out."""
         groups = self.groups if self.groups is not None else space.default_groups
         possible = set(space.possible_counts)
         explicit = [tuple(g) for g in groups if tuple(g) != ("rest",)]

@@ -56,12 +56,14 @@ class SplitDecision:
     choices: list[int] = field(default_factory=list)  # rows/columns of `similarity`
 
     def to_dict(self) -> dict:
+        """The decision, JSON-ready (position keys as strings)."""
         d = asdict(self)
         d["scores_per_position"] = {str(p): s for p, s in self.scores_per_position.items()}
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> SplitDecision:
+        """The decision that `to_dict` wrote."""
         d = dict(d)
         d["scores_per_position"] = {int(p): float(s)
                                     for p, s in d.get("scores_per_position", {}).items()}
@@ -151,6 +153,9 @@ class GMNASSplit(SplitCriterion):
         return {"train.epochs": total, "split.gm_warmup_epochs": new_points}
 
     def subspaces(self, space: SearchSpace) -> list[Subspace]:
+        """The subspaces the decisions so far make: starting from the whole space, each decision
+        replaces its parent by one child per group; raises UsageError for a decision that does
+        not fit."""
         subs = [_subspace({})]
         for i, d in enumerate(self.decisions):
             if not 0 <= d.parent < len(subs):
@@ -186,10 +191,12 @@ class GMNASSplit(SplitCriterion):
         self.width_divisor, self.decisions = fresh.width_divisor, fresh.decisions
 
     def to_json(self) -> str:
+        """The criterion's state (its decisions) as JSON text."""
         return json.dumps(self.state_dict(), indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> GMNASSplit:
+        """A criterion replaying the decisions of JSON text that `to_json` wrote."""
         crit = cls()
         crit.load_state_dict(json.loads(text))
         return crit
