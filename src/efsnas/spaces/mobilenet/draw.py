@@ -20,6 +20,8 @@ GAP = 0.5  # between stages
 
 
 def draw_layers(subnet: Subnet, ax: Axes, *, stage_channels: Sequence[int]) -> None:
+    """Draw the subnet's layers on `ax` as boxes coloured by kernel size and as tall as the
+    expansion, grouped into stages labelled with their channels and stride (MobileNetSpace.draw)."""
     from matplotlib.patches import Rectangle
 
     x, i = 0.0, 0

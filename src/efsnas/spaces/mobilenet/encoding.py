@@ -68,6 +68,7 @@ class ChannelPlan:
     head: int
 
     def as_dict(self) -> dict:
+        """The stem, first, head and per-stage output widths, JSON-ready."""
         return {"stem": self.stem, "first": self.first, "head": self.head,
                 "stages": [self.layers[i].c_out for i in sorted(STAGE_FIRST)]}
 
@@ -140,6 +141,7 @@ def parse_subnet(text: str) -> Subnet:
 
 
 def format_subnet(subnet: Subnet) -> str:
+    """Text form of a subnet: its layers' tokens joined by '-'."""
     return "-".join(TOKENS[c] for c in subnet)
 
 

@@ -63,6 +63,8 @@ class MBConv(nn.Module):
         self.residual = (stride == 1 and c_in == c_out) if residual is None else residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Expand (when the block has an expansion), depthwise, project; plus the input when
+        residual."""
         y = x if self.expand is None else self.expand(x)
         y = self.project(self.depthwise(y))
         return x + y if self.residual else y
@@ -85,6 +87,8 @@ class ChoiceLayer(nn.Module):
         })
 
     def forward(self, x: torch.Tensor, choice: int) -> torch.Tensor:
+        """The layer's output with operation `choice`; the input itself for skip (ValueError where
+        the layer cannot skip)."""
         if choice == SKIP:
             if not self.can_skip:
                 raise ValueError("Identity is not allowed at the first layer of a stage")
@@ -133,6 +137,8 @@ class NestedChoiceLayer(nn.Module):
                 "project": self.project.weight[:, :mid]}
 
     def forward(self, x: torch.Tensor, choice: int) -> torch.Tensor:
+        """The layer's output with operation `choice`, its weights cut from the shared largest ones;
+        the input itself for skip (ValueError where the layer cannot skip)."""
         if choice == SKIP:
             if not self.can_skip:
                 raise ValueError("Identity is not allowed at the first layer of a stage")
@@ -233,6 +239,7 @@ class MobileNetNetwork(nn.Module):
                           track=track_running_stats, dropout=float(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the network's fixed subnet for the batch `x`."""
         return self.body(x, self.subnet)
 
 

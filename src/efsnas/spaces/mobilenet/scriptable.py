@@ -28,5 +28,7 @@ class ScriptableMobileNet(nn.Module):
         self.train(net.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for the batch `x`: the features, global average pooling, dropout, the
+        classifier."""
         x = self.features(x).mean((2, 3))
         return self.classifier(self.dropout(x))

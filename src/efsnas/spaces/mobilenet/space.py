@@ -98,6 +98,8 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
 
     # sampling: draw valid subnets directly (uniform over valid ones, as rejection would be)
     def sample_valid(self, rng: random.Random) -> Subnet:
+        """A uniformly random valid subnet, drawn directly: any choice, except skip at a stage's
+        first layer."""
         return tuple(rng.randrange(E.NUM_CHOICES if i not in E.STAGE_FIRST else E.SKIP)
                      for i in range(E.NUM_LAYERS))
 

@@ -60,6 +60,8 @@ def parse_cell(text: str) -> Cell:
 
 
 def format_cell(cell: Cell) -> str:
+    """The NAS-Bench-201 text form of a cell, e.g.
+    '|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|'."""
     parts = []
     for node in (1, 2, 3):
         toks = [f"{OPS[cell[e]]}~{src}" for e, (dst, src) in enumerate(EDGES) if dst == node]

@@ -44,6 +44,8 @@ def edge_style(cell: Cell, e: int) -> dict:
 
 
 def draw_cell(cell: Cell, ax: Axes) -> None:
+    """Draw the cell's four nodes and six labelled edges on `ax`, each edge styled by edge_style,
+    with notes for dead edges and a disconnected cell (NB201Space.draw)."""
     from matplotlib.patches import Circle
 
     n = 40

@@ -37,6 +37,8 @@ def _bn(c: int, affine: bool, track: bool) -> nn.BatchNorm2d:
 
 
 class ReLUConvBN(nn.Sequential):
+    """NAS-Bench-201's convolution: ReLU, then a k x k convolution, then batch norm."""
+
     def __init__(self, c_in: int, c_out: int, k: int, stride: int, affine: bool, track: bool):
         super().__init__(
             nn.ReLU(inplace=False),
@@ -46,6 +48,7 @@ class ReLUConvBN(nn.Sequential):
 
 
 def make_op(name: str, c: int, affine: bool, track: bool) -> nn.Module:
+    """The module of one NAS-Bench-201 operation (not 'none', which has none) on `c` channels."""
     if name == "skip_connect":
         return nn.Identity()
     if name == "nor_conv_1x1":
@@ -74,6 +77,8 @@ class Cell201(nn.Module):
         self.stack = not affine and not track
 
     def forward(self, x: torch.Tensor, cell: Cell, live: frozenset[int]) -> torch.Tensor:
+        """The cell's output for `cell`, running only the `live` edges (those on an input-to-output
+        path); zeros for a disconnected cell."""
         nodes: list[torch.Tensor | None] = [x, None, None, None]
         # Sources in order 0, 1, 2: a node is complete before it feeds an edge, and every node
         # sums its inputs in edge order, as edge by edge would.
@@ -135,6 +140,7 @@ class ResidualReduction(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The two convolutions plus the pooled, widened shortcut."""
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
 
 
@@ -194,6 +200,7 @@ class NB201Network(nn.Module):
             self.body.classifier = nn.Sequential(nn.Dropout(self.dropout), self.body.classifier)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the network's fixed cell for the batch `x`."""
         return self.body(x, self.cell, self.live)
 
 

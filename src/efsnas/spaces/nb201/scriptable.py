@@ -16,6 +16,9 @@ from efsnas.spaces.nb201.network import Cell201, NB201Network
 
 
 class ScriptableCell(nn.Module):
+    """A fixed cell with only its live edges' operations, in a form torch.jit.script accepts (the
+    same weights and sums as Cell201)."""
+
     def __init__(self, cell: Cell201, ops: tuple[int, ...], live: frozenset[int]):
         super().__init__()
         edges = sorted(live)  # the order NB201Network sums them in
@@ -24,6 +27,7 @@ class ScriptableCell(nn.Module):
         self.dst = [EDGES[e][0] for e in edges]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The cell's output: each node sums its live incoming edges, in Cell201's order."""
         # Nodes start at zero: 0 + y == y exactly, and a disconnected cell outputs zeros.
         zero = torch.zeros_like(x)
         nodes = [x, zero, zero, zero]
@@ -48,6 +52,8 @@ class ScriptableNB201(nn.Module):
         self.train(net.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for the batch `x`: stem, cells and reductions, the final batch norm and ReLU,
+        global average pooling, the classifier."""
         x = self.stem(x)
         for layer in self.layers:
             x = layer(x)
