@@ -17,6 +17,8 @@ from efsnas.registry import lookup, names
 
 
 def add_space_args(p: argparse.ArgumentParser) -> None:
+    """Add the search space options (--C, --N, --in-channels, --num-classes, --input-size, --option)
+    to a parser."""
     g = p.add_argument_group("search space")
     g.add_argument("--C", type=int, default=None, help="base width (nb201: 16)")
     g.add_argument("--N", type=int, default=None, help="cells per stage (nb201: 5)")
@@ -29,6 +31,8 @@ def add_space_args(p: argparse.ArgumentParser) -> None:
 
 
 def space_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The space keyword arguments the command line gives (--option values parsed as YAML); raises
+    UsageError for a malformed --option."""
     from efsnas.app.config import load_yaml
 
     keys = {"C": "C", "N": "N", "in_channels": "in_channels", "num_classes": "num_classes",
@@ -58,6 +62,8 @@ def criterion_options(name: str, groups: str | None) -> dict[str, Any]:
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """The parsed JSON file at `path`; raises UsageError, naming it as `what`, when it is missing or
+    not valid JSON."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{what} {path} does not exist")
@@ -154,6 +160,8 @@ def add_config_args(p: argparse.ArgumentParser, *, default_preset: str = "defaul
 
 
 def config_from_args(args: argparse.Namespace):
+    """The run config the command line describes: --preset, then --config, then the shortcut options
+    and --set overrides."""
     from efsnas.app.config import load_config
 
     return load_config(preset=args.preset, path=args.config,

@@ -23,6 +23,7 @@ from efsnas.parallel import run_jobs
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    """Add the `efsnas compare` subcommand and its options to `sub`; returns its parser."""
     from efsnas.app.compare import variants  # one row per registered criterion
 
     p = sub.add_parser(
@@ -91,6 +92,7 @@ def _cells(args, space, truth: dict[str, float] | None) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `efsnas compare` with the parsed arguments; returns the exit code."""
     from efsnas.app import compare
     from efsnas.app import jobs as worker
     from efsnas.app.config import dump_config

@@ -18,6 +18,7 @@ from efsnas.registry import create_criterion, create_space, list_criteria, list_
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    """Add the `efsnas correlate` subcommand and its options to `sub`; returns its parser."""
     p = sub.add_parser("correlate", help="Kendall tau / Spearman rho of scores vs ground truth",
                        description="Compare predicted scores with ground-truth accuracies: "
                                    "Kendall tau over all cells and the top 1% / top 50% / "
@@ -58,6 +59,8 @@ def _title(predictions: str, criterion: str) -> str:
 
 
 def load_predictions(path: str) -> dict[str, float]:
+    """The predicted scores (cell -> score) of a JSON mapping or of the evaluator's scores.json,
+    validated."""
     from efsnas.evaluate.ranking import validate_scores
 
     data = read_json(path, "predictions")
@@ -67,6 +70,7 @@ def load_predictions(path: str) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `efsnas correlate` with the parsed arguments; returns the exit code."""
     from pathlib import Path
 
     from efsnas.evaluate.benchmark_files import DATASETS
@@ -138,6 +142,7 @@ def _row(label: str, stat: dict, key: str = "tau") -> str:
 
 
 def format_table(stats: dict, *, criterion: str = "") -> str:
+    """The correlation statistics as the plain-text table `efsnas correlate` prints."""
     n = stats["counts"]
     lines = [f"cells: {n['shared']} shared, {n['only_in_predictions']} only in predictions, "
              f"{n['only_in_truth']} only in ground truth"]

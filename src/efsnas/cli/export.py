@@ -10,6 +10,7 @@ from efsnas.errors import UsageError
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    """Add the `efsnas export` subcommand and its options to `sub`; returns its parser."""
     from efsnas.export import FORMATS
 
     p = sub.add_parser(
@@ -33,6 +34,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `efsnas export` with the parsed arguments; returns the exit code."""
     import torch
 
     from efsnas import export

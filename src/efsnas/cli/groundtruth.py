@@ -19,6 +19,7 @@ from efsnas.errors import UsageError
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    """Add the `efsnas groundtruth` subcommand and its options to `sub`; returns its parser."""
     p = sub.add_parser("groundtruth", help="build a ground truth offline by stand-alone training",
                        description="Ground-truth tools.")
     gsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -61,6 +62,7 @@ def recipe(cfg, space, data, seeds: list[int]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `efsnas groundtruth` with the parsed arguments; returns the exit code."""
     from efsnas.app import jobs
     from efsnas.app.run import (
         build_criterion,

@@ -18,6 +18,7 @@ COMMANDS = ["run", "space", "train", "evaluate", "correlate", "search", "retrain
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `efsnas` argument parser with one subcommand per module of COMMANDS."""
     parser = argparse.ArgumentParser(
         prog="efsnas",
         description="Few-shot NAS by counting nonlinear functions: split, train, rank, search.",
@@ -58,6 +59,8 @@ def _short(message: str, limit: int = 600) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the `efsnas` command line (`efsnas run` when no arguments are given); returns the exit
+    code, user errors printed on one line."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     if not argv:

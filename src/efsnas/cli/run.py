@@ -16,6 +16,7 @@ from efsnas.cli.common import (
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    """Add the `efsnas run` subcommand and its options to `sub`; returns its parser."""
     p = sub.add_parser(
         "run", help="train few-shot supernets, search, and report the best subnet (main job)",
         description="The main job: split the space by the number of nonlinear functions, train "
@@ -30,6 +31,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `efsnas run` with the parsed arguments; returns the exit code."""
     from efsnas.app import Run
     from efsnas.app import answer as A
     from efsnas.cli.search import print_best

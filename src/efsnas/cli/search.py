@@ -9,6 +9,7 @@ from efsnas.registry import names
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    """Add the `efsnas search` subcommand and its options to `sub`; returns its parser."""
     p = sub.add_parser(
         "search", help="search a trained run's space (evolution or random), resumable",
         description="Search with every candidate scored by the supernet of its own subspace. "
@@ -42,6 +43,7 @@ def _check_name(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `efsnas search` with the parsed arguments; returns the exit code."""
     from efsnas.app import Run
 
     _check_name(args.name)
@@ -65,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_best(result: dict) -> None:
+    """Print the search result's best cell with its supernet estimate, cost, count and subspace (and
+    its true accuracy and rank when known)."""
     b = result["best"]
     if b is None:
         print("no candidate satisfied the limits")

@@ -19,6 +19,7 @@ from efsnas.registry import create_criterion, create_space, list_spaces
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    """Add the `efsnas space` subcommand and its options to `sub`; returns its parser."""
     p = sub.add_parser("space", help="summarise a search space and its split",
                        description="Summarise a search space: cells, disconnected cells, "
                                    "equivalence classes, cells per nonlinearity count and per "
@@ -44,6 +45,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def draw(space, args: argparse.Namespace) -> int:
+    """`efsnas space --draw`: draw one subnet into the --out picture file."""
 
     from efsnas.draw import draw_subnet
 
@@ -56,6 +58,8 @@ def draw(space, args: argparse.Namespace) -> int:
 
 
 def summarise(space, split, *, samples: int = 20000) -> dict:
+    """A space's size, validity, equivalence classes and subnets per count and per subspace of
+    `split` (exact for an enumerable space, else from `samples` random subnets)."""
     import random
 
     if space.enumerable:
@@ -85,6 +89,7 @@ def summarise(space, split, *, samples: int = 20000) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `efsnas space` with the parsed arguments; returns the exit code."""
     space = create_space(args.space, **space_kwargs(args))
     if args.draw is not None:
         return draw(space, args)

@@ -8,6 +8,7 @@ from efsnas.cli.common import add_config_args, config_from_args, write_json_atom
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    """Add the `efsnas train` subcommand and its options to `sub`; returns its parser."""
     p = sub.add_parser(
         "train", help="train the few-shot supernets (resumes an interrupted run)",
         description="Train one supernet per subspace of the split. Rerunning the same command "
@@ -17,6 +18,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run `efsnas train` with the parsed arguments; returns the exit code."""
     from efsnas.app import Run
 
     cfg = config_from_args(args)
