@@ -8,6 +8,9 @@ import time
 
 
 class Progress:
+    """Progress of `total` steps: a tqdm bar on a terminal, else a plain line now and then (see the
+    module docstring); `enabled=False` shows nothing."""
+
     def __init__(self, total: int, *, desc: str, initial: int = 0, enabled: bool = True,
                  every_steps: int = 200, every_seconds: float = 30.0, stream=None) -> None:
         self.total, self.desc, self.n = total, desc, initial
@@ -25,6 +28,7 @@ class Progress:
                              dynamic_ncols=True, file=self.stream)
 
     def update(self, n: int = 1, **postfix) -> None:
+        """Count `n` more steps, with `postfix` values shown beside the count."""
         self.n += n
         self.postfix.update({k: str(v) for k, v in postfix.items()})
         if not self.enabled:
@@ -47,5 +51,6 @@ class Progress:
         self._last, self._last_n = now, self.n
 
     def close(self) -> None:
+        """Close the bar (nothing to do for plain lines)."""
         if self._bar is not None:
             self._bar.close()

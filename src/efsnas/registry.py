@@ -23,22 +23,32 @@ def _register(kind: str, name: str):
 
 
 def register_space(name: str):
+    """Decorator registering a space factory under `name` (configs and the command line then accept
+    it)."""
     return _register("space", name)
 
 
 def register_criterion(name: str):
+    """Decorator registering a criterion factory under `name` (configs and the command line then
+    accept it)."""
     return _register("criterion", name)
 
 
 def register_sampler(name: str):
+    """Decorator registering a sampler factory under `name` (configs and the command line then
+    accept it)."""
     return _register("sampler", name)
 
 
 def register_searcher(name: str):
+    """Decorator registering a searcher factory under `name` (configs and the command line then
+    accept it)."""
     return _register("searcher", name)
 
 
 def register_dataset(name: str):
+    """Decorator registering a dataset factory under `name` (configs and the command line then
+    accept it)."""
     return _register("dataset", name)
 
 
@@ -112,6 +122,8 @@ def names(kind: str) -> list[str]:
 
 
 def lookup(kind: str, name: str) -> Callable[..., Any]:
+    """The factory registered as `name` among the `kind` components; raises UsageError listing the
+    registered names when there is none."""
     _load_builtins()
     reg = _REGISTRIES[kind]
     if name not in reg:
@@ -120,12 +132,15 @@ def lookup(kind: str, name: str) -> Callable[..., Any]:
 
 
 def list_spaces() -> list[str]:
+    """Names of the registered search spaces."""
     return names("space")
 
 
 def list_criteria() -> list[str]:
+    """Names of the registered split criteria."""
     return names("criterion")
 
 
 def list_samplers() -> list[str]:
+    """Names of the registered subnet samplers."""
     return names("sampler")

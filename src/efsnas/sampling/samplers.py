@@ -56,6 +56,8 @@ SAMPLERS = {"uniform": UniformSampler, "balanced": BalancedSampler, "sbs": SBSSa
 
 
 def create_sampler(name: str, split: Split, *, seed: int = 0) -> SubnetSampler:
+    """The built-in sampler `name` (uniform, balanced or sbs) drawing from `split` with `seed`;
+    raises UsageError for another name."""
     if name not in SAMPLERS:
         raise UsageError(f"unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}")
     return SAMPLERS[name](split, seed=seed)

@@ -21,6 +21,9 @@ STRUCTURES = ("separate", "shared_head", "shared_trunk", "shared_prefix")
 
 
 class FewShotSupernets(nn.Module):
+    """The K supernets of a split's K subspaces, as one module: a subnet runs on the supernet of its
+    subspace. `structure` says what they share (see the module docstring)."""
+
     def __init__(self, split: Split, *, structure: str = "separate",
                  thresholds: tuple[int, ...] | None = None) -> None:
         super().__init__()
@@ -47,6 +50,7 @@ class FewShotSupernets(nn.Module):
         return len(self.split)
 
     def route(self, subnet: Subnet) -> int:
+        """Index of the subspace (and supernet) a subnet belongs to."""
         return self.split.route(subnet)
 
     def supernet(self, k: int) -> nn.Module:
@@ -54,13 +58,18 @@ class FewShotSupernets(nn.Module):
         return self.supernets[k if self.structure == "separate" else 0]
 
     def forward(self, x: torch.Tensor, subnet: Subnet, k: int | None = None) -> torch.Tensor:
+        """Logits of `subnet` for the batch `x`, on the supernet of subspace `k` (default:
+        its own)."""
         k = self.route(subnet) if k is None else k
         return self.supernet(k)(x, subnet)
 
     def extract(self, subnet: Subnet) -> nn.Module:
+        """Stand-alone module for `subnet` with copies of its own supernet's weights."""
         return self.supernet(self.route(subnet)).extract(subnet)
 
     def describe(self) -> dict:
+        """Space, split, structure, each supernet's description and the parameter count,
+        JSON-ready."""
         return {
             "space": self.space.describe(),
             "split": self.split.describe(),
