@@ -116,7 +116,6 @@ def test_evaluate_cells(ws, tmp_path, capsys, text):
          capsys)
 
 
-@pytest.mark.skip(reason="slow on a busy 2-core machine; not yet run")
 def test_compare_cells(ws, tmp_path, capsys):
     bad = ws / "x-compare-cells.json"
     bad.write_text(json.dumps([1, CELL]))
@@ -184,18 +183,18 @@ def test_run_folder_checkpoint(ws, capsys, case):
     _cli(ws, ["evaluate", run, "--sample", "2", "--out", ws / "x-ckpt.json"], capsys)
 
 
-@pytest.mark.skip(reason="slow on a busy 2-core machine; not yet run")
 @pytest.mark.parametrize("case", list(CONFIG_CASES))
 @pytest.mark.parametrize("command", ["evaluate", "retrain", "search"])
 def test_run_folder_config(ws, capsys, case, command):
     run = _copy_run(ws, "cfg")
     text = CONFIG_CASES[case] if case != "payload" else _yaml_payload(ws / "marker")
     (run / "config.yaml").write_text(text)
-    extra = {"evaluate": ["--sample", "2"], "retrain": [], "search": []}[command]
-    _cli(ws, [command, run, *extra, "--out", ws / "x-cfg-out"], capsys)
+    out = ["--out", ws / "x-cfg-out"]
+    extra = {"evaluate": ["--sample", "2", *out], "retrain": out,
+             "search": ["--name", "hostile"]}[command]  # search writes into the run folder
+    _cli(ws, [command, run, *extra], capsys)
 
 
-@pytest.mark.skip(reason="slow on a busy 2-core machine; not yet run")
 @pytest.mark.parametrize("case", [pytest.param("payload", marks=pytest.mark.skip(reason=NO_CODE)),
                                   *RESULT_CASES])
 def test_run_folder_result_for_retrain(ws, capsys, case):
@@ -204,7 +203,6 @@ def test_run_folder_result_for_retrain(ws, capsys, case):
     _cli(ws, ["retrain", run, "--out", ws / "x-result-out"], capsys)
 
 
-@pytest.mark.skip(reason="slow on a busy 2-core machine; not yet run")
 @pytest.mark.parametrize("case", list(CONFIG_CASES))
 def test_config_file(ws, capsys, case):
     from efsnas.app.config import load_config

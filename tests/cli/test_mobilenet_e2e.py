@@ -25,7 +25,7 @@ def image_folder(tmp_path_factory):
     return root
 
 
-def test_toy_imagenet_pipeline(image_folder, tmp_path):
+def test_toy_imagenet_pipeline(image_folder, tmp_path, capsys):
     space = create_space("mobilenet", width_mult=0.25, input_size=32, num_classes=3)
     rng = random.Random(0)
     limit = sorted(space.flops(space.sample(rng)) for _ in range(200))[100] / 1e6  # median
@@ -48,6 +48,22 @@ def test_toy_imagenet_pipeline(image_folder, tmp_path):
     for top in result["top"]:
         s = space.parse(top["cell"])
         assert space.is_valid(s) and top["flops"] == space.flops(s) <= limit * 1e6
+    # a cell list with an invalid network (identity at a stage's first layer): skipped with a
+    # note; a list of only invalid ones is a usage error
+    found = result["found"]["cell"]
+    bad = "-".join(["skip", *found.split("-")[1:]])
+    assert not space.is_valid(space.parse(bad))
+    cells, scores = tmp_path / "cells.json", tmp_path / "scores.json"
+    cells.write_text(json.dumps([bad, found]))
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--cells", str(cells), "--out", str(scores),
+                 "--no-progress"]) == 0
+    assert "skipped 1 subnet" in capsys.readouterr().err
+    assert list(json.loads(scores.read_text())["scores"]) == [found]
+    cells.write_text(json.dumps([bad]))
+    assert main(["evaluate", str(out), "--cells", str(cells), "--out", str(tmp_path / "s2.json"),
+                 "--no-progress"]) == 2
+    assert "no valid mobilenet subnet" in capsys.readouterr().err
     assert main(["retrain", str(out), "--set", "retrain.epochs=1",
                  "--set", "retrain.batch_size=8"]) == 0
     re = json.loads((out / "retrain.json").read_text())

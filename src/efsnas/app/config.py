@@ -441,6 +441,9 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> 
         raise UsageError(f"{run_dir} is not a run folder (no config.yaml); train one with "
                          "`efsnas train --out DIR` or `efsnas run`")
     data = _read_yaml(_text(cfg_path), f"config file {cfg_path}")
+    if not data:  # a run writes its whole resolved config: an empty one is damaged
+        raise UsageError(f"{cfg_path} holds no settings (the file is damaged); restore it, or "
+                         "train the run again with --force")
     for item in overrides or []:
         data = merge_dicts(data, parse_override(item))
     return validate_config(data)

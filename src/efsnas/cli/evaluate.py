@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -43,7 +44,15 @@ def select_subnets(space, args) -> list:
         items = list(items) if isinstance(items, (list, dict)) else None
         if items is None or not all(isinstance(c, str) for c in items):
             raise UsageError(f"{args.cells} must hold a JSON list of subnet strings")
-        return [space.parse(c) for c in items]
+        subnets = [space.parse(c) for c in items]
+        valid = [s for s in subnets if space.is_valid(s)]
+        if len(valid) < len(subnets):  # as compare does: no network to build, nothing to score
+            first = next(t for t, s in zip(items, subnets) if not space.is_valid(s))
+            if not valid:
+                raise UsageError(f"{args.cells} holds no valid {space.name} subnet (e.g. {first})")
+            print(f"note: skipped {len(subnets) - len(valid)} subnet(s) of {args.cells} that are "
+                  f"not valid {space.name} subnets (e.g. {first})", file=sys.stderr)
+        return valid
     if args.sample:
         rng = random.Random(args.seed)
         if space.enumerable:

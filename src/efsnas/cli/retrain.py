@@ -41,6 +41,17 @@ def _targets(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return run, cell
 
 
+def _answer_cell(path: Path) -> str:
+    """The run's answer (the finalists' pick, else the supernets' top-1) from its result.json."""
+    result = read_json(path, "search result")
+    entry = (result.get("found") or result.get("best")) if isinstance(result, dict) else None
+    cell = entry.get("cell") if isinstance(entry, dict) else None
+    if not isinstance(cell, str):
+        raise UsageError(f"{path} names no searched subnet (no found/best entry with a 'cell' "
+                         "string); run `efsnas search` on the run folder, or give the subnet")
+    return cell
+
+
 def run(args: argparse.Namespace) -> int:
     from efsnas.app.config import load_config, load_run_config
     from efsnas.app.run import build_space, execution_for, load_data, retrain_subnet
@@ -65,8 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if text is None:
         if not args.run:
             raise UsageError("give a subnet to retrain, or --run RUN to retrain its best subnet")
-        result = read_json(Path(args.run) / "result.json", "search result")
-        text = (result.get("found") or result["best"])["cell"]  # the answer (finalists' pick)
+        text = _answer_cell(Path(args.run) / "result.json")
     dist, device = init_distributed(cfg.train.device)
     ds = load_data(cfg)
     space = build_space(cfg, ds)
@@ -76,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     record = out_dir / "retrain.json"
     if record.exists() and not args.force:
         old = read_json(record, "retraining record")
-        if old.get("cell") != space.format(subnet) or old.get("recipe") != cfg.retrain.model_dump():
+        if (not isinstance(old, dict) or old.get("cell") != space.format(subnet)
+                or old.get("recipe") != cfg.retrain.model_dump()):
             raise UsageError(f"{record} holds the retraining of another subnet or recipe; use "
                              "another --out, or --force to replace it")
     seeds = [cfg.train.seed + i for i in range(args.seeds)]
