@@ -5,6 +5,16 @@ from pathlib import Path
 
 import pytest
 
+
+def pytest_configure(config):
+    # one xdist worker per core: each gets its share of the cores, not all of them
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201"
 
 
