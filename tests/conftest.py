@@ -7,12 +7,16 @@ import pytest
 
 
 def pytest_configure(config):
-    # one xdist worker per core: each gets its share of the cores, not all of them
+    # one xdist worker per core: each gets its share of the cores, not all of them; the
+    # processes a test starts get the same share (a killed-and-resumed run must compute as the
+    # uninterrupted one did, and float sums depend on the thread count)
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers > 1:
         import torch
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201"
