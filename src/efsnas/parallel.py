@@ -154,6 +154,11 @@ class Gate:
         self._pump()
         return future
 
+    def idle(self) -> bool:
+        """Whether no job is running or waiting (every worker is free)."""
+        with self._lock:
+            return self._running == 0 and not self._queue
+
     def open(self, limit: int) -> None:
         with self._lock:
             self.limit = max(self.limit, limit)

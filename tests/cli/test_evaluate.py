@@ -49,7 +49,7 @@ def test_evaluation_resumes_after_a_kill(trained, tmp_path, monkeypatch):
         return real(self, k, subnet)
 
     monkeypatch.setattr(scorer_mod.SubnetScorer, "_evaluate", dying)
-    sample = ["--sample", "800", "--seed", "3"]
+    sample = ["--sample", "800", "--seed", "3", "--workers", "1"]  # killed in this process
     assert main(["evaluate", str(trained), *sample, "--out", str(out), "--no-progress",
                  "--save-every", "50"]) == 130
     partial = out.with_name(out.name + ".rank0.partial")
@@ -133,3 +133,67 @@ def test_evaluate_recomputes_when_its_settings_change_and_keeps_foreign_files(tr
     assert "--force" in capsys.readouterr().err and config.read_text() == before
     for bad in ("0", "-1"):
         assert main(["evaluate", str(trained), "--sample", bad]) == 2
+
+
+def test_scoring_on_workers_equals_one_process(trained, tmp_path, monkeypatch):
+    """`evaluate --workers 2` gives the scores of one single-thread process, with the same
+    forward passes (each class once, across the workers)."""
+    from efsnas.app import scoring
+    from efsnas.cli import evaluate as ev
+
+    monkeypatch.setattr(ev, "POOLED", 2)  # the pool for a small sample too
+    pooled_calls = []
+    real = scoring.score_on_pool
+    monkeypatch.setattr(scoring, "score_on_pool",
+                        lambda *a, **k: pooled_calls.append(1) or real(*a, **k))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the serial reference single-threaded, as each worker is
+    try:
+        assert main(["evaluate", str(trained), "--sample", "60", "--workers", "1", "--out",
+                     str(tmp_path / "serial.json"), "--no-progress"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert main(["evaluate", str(trained), "--sample", "60", "--workers", "2", "--out",
+                 str(tmp_path / "pooled.json"), "--no-progress"]) == 0
+    serial, pooled = (json.loads((tmp_path / f"{n}.json").read_text())
+                      for n in ("serial", "pooled"))
+    assert pooled["scores"] == serial["scores"] and pooled["loss"] == serial["loss"]
+    assert len(pooled["scores"]) == 60
+    assert pooled["meta"]["forward_passes"] == serial["meta"]["forward_passes"]
+    assert pooled_calls == [1]  # scored on the pool, not in this process
+
+
+def test_the_search_objective_on_workers_equals_one_process(trained):
+    """A batch split between this process and a worker (the main job's search) scores as one
+    single-thread scorer, each class once; with no idle worker this process scores alone."""
+    import random
+
+    from efsnas.app.scoring import PooledObjective
+    from efsnas.fileio import file_fingerprint
+    from efsnas.parallel import create_executor
+
+    st = Run.open(trained)
+    rng = random.Random(3)
+    cells = [st.space.sample(rng) for _ in range(40)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = st.scorer()
+        expected = serial.score(cells)
+    finally:
+        torch.set_num_threads(before)
+    class BusyPool:
+        def submit(self, *args, **kwargs):
+            raise AssertionError("a job sent to a pool whose workers are busy")
+
+    with create_executor(2, device="cpu") as pool:
+        scorer = st.scorer()
+        busy = PooledObjective(scorer, cfg=st.cfg, run_dir=st.run_dir,
+                               fingerprint=file_fingerprint(st.files.checkpoint),
+                               executor=BusyPool(), workers=2, idle=lambda: False)
+        assert busy.score(cells[:5]) == expected[:5]  # alone
+        objective = PooledObjective(scorer, cfg=st.cfg, run_dir=st.run_dir,
+                                    fingerprint=file_fingerprint(st.files.checkpoint),
+                                    executor=pool, workers=2)
+        assert objective.score(cells) == expected
+    assert objective.evaluated == serial.evaluated

@@ -94,6 +94,23 @@ class Retrainings:
                 raise worker_error(f.exception(), RERUN) from f.exception()
 
 
+# ---- the search's objective -------------------------------------------------------------------
+
+def search_objective(run, scorer, trainings: Retrainings):
+    """The scorer itself (one worker), or each generation's new cells split between this
+    process and the pool's workers whenever no training occupies them (efsnas.app.scoring):
+    the scores of a single-thread scorer either way."""
+    if trainings.pool is None:
+        return scorer
+    from efsnas.app.scoring import PooledObjective
+    from efsnas.fileio import file_fingerprint
+
+    return PooledObjective(scorer, cfg=run.cfg, run_dir=run.run_dir,
+                           fingerprint=file_fingerprint(run.files.checkpoint),
+                           executor=trainings.pool, workers=trainings.workers,
+                           idle=trainings.gate.idle)
+
+
 # ---- finalists -------------------------------------------------------------------------------
 
 def choose_finalists(run, result: dict, trainings: Retrainings, *, log=print) -> dict:

@@ -82,6 +82,25 @@ def initial_supernets(cfg: RunConfig, criterion: SplitCriterion, space: SearchSp
     return build_supernets(cfg, criterion.initial_split(space), criterion)
 
 
+def load_trained_supernets(cfg: RunConfig, space: SearchSpace, files: RunFiles,
+                           criterion: SplitCriterion | None = None, *, warn: bool = False
+                           ) -> FewShotSupernets:
+    """The supernets of a trained run folder: the criterion's final split (from what it
+    learned in `files`) with the checkpoint's weights, whose identity must be `cfg`'s."""
+    from efsnas.train.checkpoint import check_identity, load_checkpoint, load_weights_into
+
+    criterion = criterion or build_criterion(cfg)
+    load_criterion_state(criterion, files)
+    supernets = build_supernets(cfg, criterion.split(space), criterion)
+    state = load_checkpoint(files.checkpoint)
+    check_identity(state, cfg.training_identity(), files.checkpoint)
+    load_weights_into(supernets, state["supernets"], files.checkpoint)
+    if warn and state["epoch"] < cfg.train.epochs:
+        log.warning("%s: supernets trained %d of %d epochs", files.root, state["epoch"],
+                    cfg.train.epochs)
+    return supernets
+
+
 def execution_for(cfg: RunConfig, space: SearchSpace, device: torch.device) -> Execution:
     """How the run computes on `device`: mixed precision, memory format and CPU allocator from the
     `train` section."""
@@ -189,8 +208,6 @@ class Run:
     @classmethod
     def open(cls, run_dir: str | Path, *, overrides: list[str] | None = None) -> Run:
         """A trained run from its folder: its resolved config, data, and supernet weights."""
-        from efsnas.train.checkpoint import check_identity, load_checkpoint, load_weights_into
-
         files = RunFiles(run_dir)
         cfg = load_run_config(files.root, overrides)
         dist, device = init_distributed(cfg.train.device)
@@ -200,14 +217,8 @@ class Run:
         data = load_data(cfg)
         space = build_space(cfg, data)
         criterion = build_criterion(cfg)
-        load_criterion_state(criterion, files)
-        supernets = build_supernets(cfg, criterion.split(space), criterion)
-        state = load_checkpoint(files.checkpoint)
-        check_identity(state, cfg.training_identity(), files.checkpoint)
-        load_weights_into(supernets, state["supernets"], files.checkpoint)
-        if state["epoch"] < cfg.train.epochs and dist.is_main:
-            log.warning("%s: supernets trained %d of %d epochs", files.root, state["epoch"],
-                        cfg.train.epochs)
+        supernets = load_trained_supernets(cfg, space, files, criterion,
+                                           warn=dist.is_main)
         execution = execution_for(cfg, space, device)
         return cls(cfg, files, data, space, criterion, execution.module(supernets), execution,
                    dist)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from efsnas.cli.common import read_json, write_json_atomic
+from efsnas.cli.common import add_parallel_args, read_json, write_json_atomic
 from efsnas.errors import UsageError
 
 
@@ -35,7 +35,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, default=1000, metavar="N",
                    help="save partial results every N subnets (and every 30 s)")
     p.add_argument("--no-progress", action="store_true")
+    add_parallel_args(p)  # scoring on a pool when there are at least POOLED classes to score
     return p
+
+
+POOLED = 200  # fewer classes to score than this: one process (starting workers costs more)
 
 
 def select_subnets(space, args) -> list:
@@ -90,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from efsnas.app import Run
     from efsnas.evaluate.scorer import gather_results, score_many
     from efsnas.fileio import file_fingerprint
+    from efsnas.parallel import resolve_workers
 
     if args.sample is not None and args.sample < 1:
         raise UsageError(f"--sample must be at least 1, got {args.sample}; use --all for every "
@@ -120,10 +125,23 @@ def run(args: argparse.Namespace) -> int:
                                  "meta": {"context": context}})
 
     t0 = time.time()
-    results = score_many(scorer, subnets, done=done, checkpoint=save,
-                         every_cells=max(1, args.save_every), rank=st.dist.rank,
-                         world_size=st.dist.world_size,
-                         progress=not args.no_progress and st.dist.is_main)
+    workers = resolve_workers(getattr(args, "workers", 1), st.cfg.train.device)
+    todo = [s for s in subnets if st.space.format(s) not in done]
+    if (workers > 1 and st.dist.world_size == 1
+            and len({scorer.key(s) for s in todo}) >= POOLED):
+        from efsnas.app.scoring import score_on_pool
+        from efsnas.parallel import create_executor
+
+        with create_executor(workers, device=st.cfg.train.device) as pool:
+            results = score_on_pool(scorer, subnets, cfg=st.cfg, run_dir=st.run_dir,
+                                    fingerprint=context["supernets"], executor=pool,
+                                    workers=workers, done=done, on_chunk=save,
+                                    rerun="the same efsnas evaluate command")
+    else:
+        results = score_many(scorer, subnets, done=done, checkpoint=save,
+                             every_cells=max(1, args.save_every), rank=st.dist.rank,
+                             world_size=st.dist.world_size,
+                             progress=not args.no_progress and st.dist.is_main)
     results = gather_results(results, st.dist.world_size)
     wanted = {st.space.format(s) for s in subnets}
     results = {k: v for k, v in results.items() if k in wanted}

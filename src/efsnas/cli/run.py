@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             train_summary = st.train()
         scorer = st.scorer()
         t1 = time.time()
-        result = st.search(scorer, truth=truth)
+        result = st.search(A.search_objective(st, scorer, trainings), truth=truth)
         if not main:
             return 0
         result.update({
