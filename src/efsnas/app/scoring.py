@@ -93,13 +93,17 @@ def score_on_pool(scorer: SubnetScorer, subnets: Sequence[Subnet], *, cfg: RunCo
     results = dict(done or {})
     for text, rec in results.items():  # scored before: no second pass
         scorer.cache.setdefault(scorer.key(space.parse(text)), (rec["top1"], rec["loss"]))
-    todo = [s for s in subnets if space.format(s) not in results]
-    reps = _classes(scorer, todo)
+    todo = [(space.format(s), scorer.key(s)) for s in subnets
+            if space.format(s) not in results]  # (text, class key), each computed once
+    reps: dict = {}
+    for text, k in todo:
+        if k not in scorer.cache:
+            reps.setdefault(k, text)
     keys = list(reps)
     size = max(1, min(chunk, -(-len(keys) // (4 * workers))))  # >= 4 chunks a worker: balance
-    jobs = [(cfg, str(run_dir), fingerprint, [space.format(reps[k]) for k in keys[i:i + size]])
+    jobs = [(cfg, str(run_dir), fingerprint, [reps[k] for k in keys[i:i + size]])
             for i in range(0, len(keys), size)]
-    by_text = {space.format(reps[k]): k for k in keys}
+    by_text = {reps[k]: k for k in keys}
 
     def finished(job, result) -> None:
         scores, passes = result
@@ -113,12 +117,13 @@ def score_on_pool(scorer: SubnetScorer, subnets: Sequence[Subnet], *, cfg: RunCo
     return _records(scorer, todo, results)
 
 
-def _records(scorer: SubnetScorer, subnets: Sequence[Subnet], base: dict) -> dict[str, dict]:
+def _records(scorer: SubnetScorer, keyed: Sequence[tuple[str, tuple]], base: dict
+             ) -> dict[str, dict]:
     out = dict(base)
-    for s in subnets:
-        value = scorer.cache.get(scorer.key(s))
+    for text, k in keyed:
+        value = scorer.cache.get(k)
         if value is not None:
-            out[scorer.space.format(s)] = {"top1": value[0], "loss": value[1]}
+            out[text] = {"top1": value[0], "loss": value[1]}
     return out
 
 
