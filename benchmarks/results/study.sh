@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export OMP_NUM_THREADS=1
 for i in 0 1; do
-  efsnas groundtruth build fmnist-groundtruth.json --per-subspace 50 --seeds 3 --shard $i/2 \
+  efsnas groundtruth build fmnist-groundtruth.json --per-subspace 50 --seeds 3 --shard $i/2 --workers 1 \
     > fmnist-groundtruth.$i.log 2>&1 &
 done
 wait

@@ -15,7 +15,7 @@ GT=fmnist-n3-groundtruth.json
 GT_ARGS=(--preset groundtruth --set space.N=3 --per-subspace 50 --seeds 3)
 if [ "${1:-}" != "compare-only" ]; then
   for i in 0 1; do
-    efsnas groundtruth build "$GT" "${GT_ARGS[@]}" --shard $i/2 > "${GT%.json}.$i.log" 2>&1 &
+    efsnas groundtruth build "$GT" "${GT_ARGS[@]}" --shard $i/2 --workers 1 > "${GT%.json}.$i.log" 2>&1 &
   done
   wait
   efsnas groundtruth build "$GT" "${GT_ARGS[@]}"   # the summary and the meta file
@@ -28,7 +28,7 @@ CMP=(--cells "${GT%.json}.cells.json" --ground-truth "$GT" --preset compare --se
      --budget equal,passes,published --out study2)
 mkdir -p study2
 for i in 0 1; do
-  efsnas compare "${CMP[@]}" --shard $i/2 > study2/compare.$i.log 2>&1 &
+  efsnas compare "${CMP[@]}" --shard $i/2 --workers 1 > study2/compare.$i.log 2>&1 &
 done
 wait
 efsnas compare "${CMP[@]}"

@@ -60,9 +60,27 @@ def resolve_workers(workers: int | None, device: str = "auto") -> int:
     return workers
 
 
-def _init_worker(threads: int, counter, gpus: int) -> None:
-    """Each worker: `threads` torch threads, and on CUDA its own GPU (worker i gets GPU i)."""
+def _exit_with_parent(parent: int, every: float = 2.0) -> None:
+    """Watch the process that started this worker: a pool worker outlives a killed parent
+    (SIGKILL, or SIGTERM before the pool shut down) and would go on training for no one."""
+    def watch() -> None:
+        import time
+
+        while True:
+            time.sleep(every)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="efsnas-parent-watch", daemon=True).start()
+
+
+def _init_worker(threads: int, counter, gpus: int, parent: int | None = None) -> None:
+    """Each worker: `threads` torch threads, and on CUDA its own GPU (worker i gets GPU i);
+    it exits when `parent` (the pool's process) is gone."""
     import torch
+
+    if parent is not None:
+        _exit_with_parent(parent)
 
     torch.set_num_threads(threads)
     with counter.get_lock():
@@ -94,7 +112,7 @@ def create_executor(workers: int, *, device: str = "auto", threads: int = 1
         gpus = torch.cuda.device_count()
     ctx = mp.get_context("spawn")  # no fork of a process holding torch threads or CUDA
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                  initargs=(threads, ctx.Value("i", 0), gpus))
+                                  initargs=(threads, ctx.Value("i", 0), gpus, os.getpid()))
 
 
 def run_jobs(fn: Callable, jobs: Iterable[tuple], *, executor: cf.Executor | None,
