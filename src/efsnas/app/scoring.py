@@ -6,9 +6,10 @@ sends each equivalence class once, so the forward passes are those of the serial
 worker computes what a single-thread scorer in this process would: the scores are the serial
 run's at one thread.
 
-    results = score_on_pool(scorer, subnets, cfg=cfg, run_dir=run_dir, executor=pool,
-                            workers=2, done=done, on_chunk=save)      # `efsnas evaluate`
-    objective = PooledObjective(scorer, cfg, run_dir, pool, workers)  # the search's batches
+    results = score_on_pool(scorer, subnets, cfg=cfg, run_dir=run_dir, fingerprint=fp,
+                            executor=pool, workers=2, done=done, on_chunk=save)  # evaluate
+    objective = PooledObjective(scorer, cfg=cfg, run_dir=run_dir, fingerprint=fp,
+                                executor=pool, workers=2)                 # the search
 """
 
 from __future__ import annotations
@@ -58,13 +59,13 @@ def score_job(cfg: RunConfig, run_dir: str, fingerprint: str, cells: list[str]
     return out, scorer.evaluated - before
 
 
-def _classes(scorer: SubnetScorer, subnets: Sequence[Subnet]) -> dict:
-    """Equivalence key -> the first subnet of that class, for the classes not yet scored."""
+def _new_classes(scorer: SubnetScorer, keyed: Sequence[tuple]) -> dict:
+    """Class key -> the first item of that class, from (item, key) pairs, for the classes not
+    scored yet."""
     reps: dict = {}
-    for s in subnets:
-        k = scorer.key(s)
-        if k not in scorer.cache and k not in reps:
-            reps[k] = tuple(s)
+    for item, k in keyed:
+        if k not in scorer.cache:
+            reps.setdefault(k, item)
     return reps
 
 
@@ -95,10 +96,7 @@ def score_on_pool(scorer: SubnetScorer, subnets: Sequence[Subnet], *, cfg: RunCo
         scorer.cache.setdefault(scorer.key(space.parse(text)), (rec["top1"], rec["loss"]))
     todo = [(space.format(s), scorer.key(s)) for s in subnets
             if space.format(s) not in results]  # (text, class key), each computed once
-    reps: dict = {}
-    for text, k in todo:
-        if k not in scorer.cache:
-            reps.setdefault(k, text)
+    reps = _new_classes(scorer, todo)
     keys = list(reps)
     size = max(1, min(chunk, -(-len(keys) // (4 * workers))))  # >= 4 chunks a worker: balance
     jobs = [(cfg, str(run_dir), fingerprint, [reps[k] for k in keys[i:i + size]])
@@ -148,7 +146,7 @@ class PooledObjective:
 
     def score(self, subnets: Sequence[Subnet]) -> list[float]:
         """Top-1 (%) of each subnet (the search objective)."""
-        reps = list(_classes(self.scorer, subnets).items())
+        reps = list(_new_classes(self.scorer, [(s, self.key(s)) for s in subnets]).items())
         if len(reps) > 1 and self.idle():
             space = self.scorer.space
             share = -(-len(reps) // self.workers)  # this process takes the first share
@@ -158,8 +156,8 @@ class PooledObjective:
                 [space.format(s) for _, s in part]))
                 for part in (theirs[i:i + share] for i in range(0, len(theirs), share))]
             with one_thread(), gc_paused():
-                for k, _ in mine:
-                    self.scorer.cache[k] = self.scorer._evaluate(*k)  # counts its pass
+                for _, s in mine:
+                    self.scorer.score_with_loss(s)  # cached, its pass counted
             for part, future in futures:
                 try:
                     scores, passes = future.result()
