@@ -18,6 +18,8 @@
 # Every step is resumable: rerun to continue. Usage: mobilenet_study.sh [pilot|truth|study]
 set -euo pipefail
 cd "$(dirname "$0")"
+# efsnas from the repository's .venv (scripts/setup.sh) when it is not on PATH
+command -v efsnas >/dev/null || PATH="$(cd ../.. && pwd)/.venv/bin:$PATH"
 export OMP_NUM_THREADS=1
 GT=mobilenet-groundtruth.json
 EPOCHS=${EPOCHS:-4}   # 8 if the pilot says so (see above)

@@ -3,6 +3,8 @@
 # comparison, 3 seeds each, all resumable; rerun to continue or to refresh the table.
 set -euo pipefail
 cd "$(dirname "$0")"
+# efsnas from the repository's .venv (scripts/setup.sh) when it is not on PATH
+command -v efsnas >/dev/null || PATH="$(cd ../.. && pwd)/.venv/bin:$PATH"
 export OMP_NUM_THREADS=1
 for i in 0 1; do
   efsnas groundtruth build fmnist-groundtruth.json --per-subspace 50 --seeds 3 --shard $i/2 --workers 1 \

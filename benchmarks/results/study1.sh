@@ -7,6 +7,8 @@
 # study1/quality_vs_cost.png.
 set -euo pipefail
 cd "$(dirname "$0")"
+# efsnas from the repository's .venv (scripts/setup.sh) when it is not on PATH
+command -v efsnas >/dev/null || PATH="$(cd ../.. && pwd)/.venv/bin:$PATH"
 export OMP_NUM_THREADS=1
 mkdir -p study1
 efsnas compare --cells fmnist-groundtruth.cells.json --ground-truth fmnist-groundtruth.json \

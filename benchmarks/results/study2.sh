@@ -8,6 +8,8 @@
 # Every step is resumable: rerun to continue, or to refresh the tables once the truth grows.
 set -euo pipefail
 cd "$(dirname "$0")"
+# efsnas from the repository's .venv (scripts/setup.sh) when it is not on PATH
+command -v efsnas >/dev/null || PATH="$(cd ../.. && pwd)/.venv/bin:$PATH"
 export OMP_NUM_THREADS=1
 GT=fmnist-n3-groundtruth.json
 # The stand-alone recipe: the groundtruth preset at N=3 (sized from a 21-cell x 2-seed pilot,
