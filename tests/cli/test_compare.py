@@ -83,6 +83,14 @@ def test_compare_produces_the_table_with_every_criterion(ground_truth, tmp_path,
     assert res["runs"]["gmnas"][0]["supernets"] == 4 and res["runs"]["gmnas"][0]["split_seconds"] > 0
     assert res["runs"]["fsnas"][0]["supernets"] == 5 and res["runs"]["oneshot"][0]["supernets"] == 1
     assert res["runs"]["nonlinearity"][0]["subnet_images"] == 3 * drawn.pop()
+    # how each criterion shared out its passes, stage by stage, supernet by supernet
+    shares = {n: json.loads((out / n / "seed0" / "cost.json").read_text())["passes_per_supernet"]
+              for n in names}
+    for n in names:
+        assert sum(map(sum, shares[n])) == res["runs"][n][0]["subnet_passes"], n
+    assert shares["nonlinearity"] == [[6, 6, 6]]  # SBS: every supernet, every step
+    assert [len(s) for s in shares["gmnas"]] == [1, 2, 4]  # split at epochs 1 and 2
+    assert [len(s) for s in shares["fsnas"]] == [1, 5] and shares["oneshot"] == [[6]]
     table = (out / "compare.md").read_text()
     assert all(f"| {n} |" in table for n in names)
     assert (out / "compare.png").stat().st_size > 1000

@@ -176,3 +176,20 @@ def test_gmnas_trains_in_stages_reopens_and_resumes(tmp_path, capsys):
     result = json.loads((out / "search.json").read_text())
     subspaces = {r["subspace"] for r in result["top"]}
     assert subspaces and all(s.startswith("pos") for s in subspaces)  # GM-NAS's own subspaces
+
+
+@pytest.mark.parametrize("sampler", ["sbs", "uniform"])
+def test_metrics_say_how_each_epoch_shared_out_its_images(tmp_path, sampler):
+    out = tmp_path / sampler
+    assert main(["train", *TINY, "--sampler", sampler, "--set", "train.batch_size=16",
+                 "--out", str(out)]) == 0
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 3
+    for r in records:
+        shares = r["images_per_supernet"]
+        assert len(shares) == len(r["loss"]) == 3
+        if sampler == "sbs":  # a subnet of every supernet on every batch
+            assert shares == [6 * 16] * 3
+        else:  # one subnet a step, each routed to its own supernet
+            assert sum(shares) == 6 * 16 and all(s % 16 == 0 for s in shares)
+            assert [lo is None for lo in r["loss"]] == [s == 0 for s in shares]

@@ -11,7 +11,7 @@ from pathlib import Path
 from efsnas.app import run
 from efsnas.app.config import RunConfig, merge_dicts, parse_override, validate_config
 from efsnas.app.files import RunFiles
-from efsnas.app.stages import train_supernets
+from efsnas.app.stages import train_supernets, work_shares
 from efsnas.errors import UsageError
 from efsnas.evaluate.plots import save_figure
 from efsnas.registry import lookup, names
@@ -140,6 +140,8 @@ def train_variant(cfg: RunConfig, data, space, device, run_dir: Path, log=print
         "subnet_passes": steps * per_step,  # forward/backward passes of one minibatch
         # forward + backward ~ 3 forward passes of the subnets run, at the supernets' width
         "train_flops": 3 * subnet_images * mean_pass_flops(nets.split, t.sampler, seed=t.seed),
+        # how the criterion shared out its passes: per stage, per supernet
+        "passes_per_supernet": work_shares(files, t.batch_size),
     }
     return nets, cost
 

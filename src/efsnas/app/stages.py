@@ -11,6 +11,7 @@ same whatever its criterion. What the criterion learned is saved after every spl
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import time
@@ -132,3 +133,24 @@ def _recorded_seconds(folder) -> float:
 
     path = folder / RunFiles.METRICS
     return sum(r.get("seconds", 0.0) for r in read_jsonl(path)) if path.exists() else 0.0
+
+
+def work_shares(files: RunFiles, batch_size: int) -> list[list[int]]:
+    """Subnet passes each supernet got, stage by stage (stage0, stage1, ..., the run folder
+    last), summed over the epochs of the metrics files; an epoch recorded before the metrics
+    held `images_per_supernet` counts as nothing."""
+    from efsnas.train.trainer import read_jsonl
+
+    folders = sorted((p for p in files.root.glob("stage*") if p.name[5:].isdigit()),
+                     key=lambda p: int(p.name[5:])) + [files.root]
+    out = []
+    for folder in folders:
+        path = folder / RunFiles.METRICS
+        if not path.exists():
+            continue
+        total: list[int] = []
+        for r in read_jsonl(path):
+            shares = r.get("images_per_supernet") or []
+            total = [a + b for a, b in itertools.zip_longest(total, shares, fillvalue=0)]
+        out.append([images // batch_size for images in total])
+    return out

@@ -256,6 +256,8 @@ class SupernetTrainer:
             "epoch": self.epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[0]["lr"],
             "loss": [loss_sum[k] / seen[k] if seen[k] else None for k in range(K)],
             "acc": [correct[k] / seen[k] if seen[k] else None for k in range(K)],
+            # how the epoch's work was shared out over the supernets (this process's images)
+            "images_per_supernet": seen,
             "seconds": seconds, "images_per_s": images / max(seconds, 1e-9),
         }
         done = [k for k in range(K) if seen[k]]
