@@ -9,6 +9,12 @@
 #   truth: 20 architectures per subspace (120) x 2 seeds, two single-thread workers;
 #   study: one-shot, this method, this method without SBS; 3 seeds each; budgets equal
 #          (images) and passes (subnet passes); the preset's training, nothing else changed.
+#          Added before any number of this ground truth existed: FS-NAS and GM-NAS, with the
+#          compare preset's settings scaled to the preset's 5 epochs (FS-NAS: the first layer's
+#          6 choices, transfer after a 1-epoch one-shot warm-up, 6 of 24 epochs there; GM-NAS:
+#          splits after epochs 1 and 2, 6 and 12 of 24 there, 2 groups, 2 subnets per
+#          operation). A smoke run measured GM-NAS's gradient matching at about 230 s a run in
+#          this space (21 layers to weigh), far more than on NAS-Bench-201 (4-8 s).
 # The pilots at 15,000 training images gave a seed-to-seed tau of 0.284 at 4 epochs and 0.222 at
 # 8 (mobilenet-pilot-e4.*, mobilenet-pilot-e8.*: seed noise 0.71 pp against an architecture
 # spread of 0.45 pp), below the 0.5. The harder setting, decided before its numbers:
@@ -35,6 +41,8 @@ case $stage in pilot) build 4 ;; truth) build 20 ;; study) ;; all) build 4; buil
 if [ "$stage" = study ] || [ "$stage" = all ]; then
   mkdir -p mobilenet-study
   efsnas compare --cells "${GT%.json}.cells.json" --ground-truth "$GT" --preset mobilenet-cpu \
-    --seeds 3 --criteria oneshot,nonlinearity,nonlinearity-nosbs --budget equal,passes \
+    --seeds 3 --criteria oneshot,fsnas,gmnas,nonlinearity,nonlinearity-nosbs --budget equal,passes \
+    --set split.fsnas_transfer=true --set split.fsnas_warmup_epochs=1 \
+    --set "split.gm_warmup_epochs=[1,2]" --set split.gm_samples=2 \
     --workers 2 --out mobilenet-study
 fi
