@@ -193,3 +193,12 @@ def test_metrics_say_how_each_epoch_shared_out_its_images(tmp_path, sampler):
         else:  # one subnet a step, each routed to its own supernet
             assert sum(shares) == 6 * 16 and all(s % 16 == 0 for s in shares)
             assert [lo is None for lo in r["loss"]] == [s == 0 for s in shares]
+
+
+def test_a_fresh_start_drops_the_metrics_of_a_run_whose_checkpoint_is_gone(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    (out / "checkpoint.pt").unlink()  # e.g. a run folder committed without its checkpoint
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    epochs = [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]

@@ -153,10 +153,14 @@ class SupernetTrainer:
 
     def resume(self) -> bool:
         """Load the run folder's checkpoint when there is one; True when resumed."""
+        metrics = self.run_dir / METRICS
         if not self.checkpoint_path.exists():
+            # A fresh start: epochs logged by a run whose checkpoint is gone (deleted, or never
+            # copied with the folder) were not kept, and must not be counted twice.
+            if self.dist.is_main and metrics.exists():
+                metrics.unlink()
             return False
         self.load_state_dict(load_checkpoint(self.checkpoint_path, map_location=self.device))
-        metrics = self.run_dir / METRICS
         if self.dist.is_main and metrics.exists():
             # A kill between writing an epoch's metrics and its checkpoint would log it twice,
             # and one during the append leaves half a line: both go.
