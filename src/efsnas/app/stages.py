@@ -137,8 +137,9 @@ def _recorded_seconds(folder) -> float:
 
 def work_shares(files: RunFiles, batch_size: int) -> list[list[int]]:
     """Subnet passes each supernet got, stage by stage (stage0, stage1, ..., the run folder
-    last), summed over the epochs of the metrics files; an epoch recorded before the metrics
-    held `images_per_supernet` counts as nothing."""
+    last), summed over the epochs of the metrics files. An epoch recorded before the metrics
+    held `images_per_supernet` counts as nothing, and one resumed mid-epoch counts its steps
+    after the resume only."""
     from efsnas.train.trainer import read_jsonl
 
     folders = sorted((p for p in files.root.glob("stage*") if p.name[5:].isdigit()),
