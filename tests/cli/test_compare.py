@@ -220,6 +220,13 @@ def test_compare_over_budgets_in_shards(ground_truth, tmp_path, capsys):
         one_eq[0]["train_flops"] / one_eq[0]["subnet_images"])
     assert (out / "quality_vs_cost.png").stat().st_size > 10_000
     assert "standard error" in (out / "equal" / "compare.md").read_text()
+    # one budget of the study on its own: its folder, nothing trained, no stray row folders
+    (out / "passes" / "compare.json").unlink()
+    budget = args.index("--budget") + 1
+    assert main([*args[:budget], "passes", *args[budget + 1:]]) == 0
+    assert "==" not in capsys.readouterr().out
+    assert json.loads((out / "passes" / "compare.json").read_text())["runs"] == passes["runs"]
+    assert not (out / "oneshot").exists()
 
 
 def test_ground_truth_is_not_shrunk_without_force(ground_truth, capsys):

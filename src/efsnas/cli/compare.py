@@ -127,8 +127,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"data: {data.description}; {len(cells)} cells; criteria {names}; "
           f"{args.seeds} seed(s); budget(s) {', '.join(budgets)}; {base.train.epochs} epochs "
           "at the equal budget", flush=True)
-    # Each budget's runs in its own folder when there are several (out/BUDGET/ROW/seedS).
-    folder = {b: out / b if len(budgets) > 1 else out for b in budgets}
+    # Each budget's runs in its own folder when there are several (out/BUDGET/ROW/seedS), or
+    # when out already holds that budget's folder: one budget of a study, rerun on its own.
+    folder = {b: out / b if len(budgets) > 1 or (out / b).is_dir() else out for b in budgets}
     jobs = [(b, name, seed) for b in budgets for name in names for seed in range(args.seeds)]
     shard_i, shard_n = args.shard or (0, 1)
     # Runs whose training is the same in two budgets (this method at the passes budget is its
