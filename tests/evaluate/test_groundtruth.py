@@ -44,6 +44,24 @@ def test_a_sampled_space_sample_grows_too():
     assert [split.route(c) for c in big[:6]] == list(range(6))
 
 
+def test_a_flops_limited_sample_keeps_under_the_limit_and_still_grows():
+    space = create_space("mobilenet", width_mult=0.25, input_size=32, num_classes=10,
+                         in_channels=1)
+    split = create_criterion("nonlinearity").split(space)
+    limit = 1.0e6  # about 38% of uniform subnets exceed it
+    keep = lambda c: space.flops(c) <= limit  # noqa: E731
+    free = stratified_sample(split, 5, seed=0)
+    assert any(space.flops(c) > limit for c in free)
+    small = stratified_sample(split, 2, seed=0, keep=keep)
+    big = stratified_sample(split, 5, seed=0, keep=keep)
+    assert big[:12] == small and len(big) == 30
+    assert all(space.flops(c) <= limit for c in big)
+    assert [split.route(c) for c in big[:6]] == list(range(6))
+    nb = _split()  # a listed space filters its classes the same way
+    some = stratified_sample(nb, 3, seed=0, keep=lambda c: c.count(0) >= 3)
+    assert len(some) == 9 and all(c.count(0) >= 3 for c in some)
+
+
 def test_shards_cover_the_plan_once_cell_by_cell():
     cells, seeds = ["a", "b", "c"], [0, 1, 2]
     parts = [plan(cells, seeds, shard=(i, 2)) for i in range(2)]

@@ -157,7 +157,9 @@ def test_costs_match_the_full_scale_module(space, name):
 
 
 @pytest.mark.parametrize("kw", [TINY, dict(width_mult=0.5, input_size=40, num_classes=10,
-                                            in_channels=1)])
+                                            in_channels=1),
+                                dict(width_mult=0.25, input_size=32, num_classes=10,
+                                     in_channels=1, stem_stride=1)])
 def test_costs_match_small_modules(kw):
     space = create_space("mobilenet", **kw)
     rng = random.Random(9)
@@ -331,6 +333,31 @@ def test_nested_supernet_extracts_its_slices_and_trains_only_them(nested, struct
     assert g[:mid, :, 2:5, 2:5].abs().sum() > 0
     assert g[mid:].abs().sum() == 0 and g[:, :, :2].abs().sum() == 0
     assert layer.bns["k7e6"]["expand"].weight.grad is None
+
+
+def test_stem_stride_one_keeps_twice_the_resolution_in_every_stage():
+    kw = dict(width_mult=0.25, input_size=32, num_classes=10, in_channels=1)
+    s1 = create_space("mobilenet", stem_stride=1, op_weights="nested", **kw)
+    s2 = create_space("mobilenet", **kw)
+    cell = uniform("k3e6")
+    # the ImageNet strides leave 1x1 maps in the last stage at 32 px; stride 1 leaves 2x2
+    feats = []
+    net = s1.build_network(cell)
+    net.body.layers[-1].register_forward_hook(lambda m, i, o: feats.append(o.shape[-1]))
+    net(torch.randn(1, 1, 32, 32))
+    assert feats == [2]
+    assert 3.9 < s1.flops(cell) / s2.flops(cell) < 4.0  # everything but the classifier x4
+    # the option reaches the shared structures' own stems too
+    sup = s1.build_shared_supernet(sharing="head", subspaces=2, width_divisor=2,
+                                   route=lambda c: int(c.count(SKIP) > 2))
+    sup.eval()
+    x = torch.randn(2, 1, 32, 32)
+    for c in (cell, with_skips("k5e3", {1, 2, 3, 9})):
+        with torch.no_grad():
+            torch.testing.assert_close(sup.extract(c).eval()(x), sup(x, c), rtol=0, atol=1e-5)
+    assert s1.describe()["stem_stride"] == 1
+    with pytest.raises(UsageError, match="stem_stride must be 1 or 2"):
+        create_space("mobilenet", stem_stride=4)
 
 
 def test_op_weights_is_checked():

@@ -36,6 +36,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--per-subspace", type=int, default=70, help="cells per subspace (default 70)")
     b.add_argument("--seeds", type=int, default=3, help="trainings per cell (default 3)")
     b.add_argument("--sample-seed", type=int, default=0, help="seed of the stratified sample")
+    b.add_argument("--max-flops", type=float, metavar="MFLOPS",
+                   help="sample only subnets of at most this many MFLOPs (the stand-alone "
+                        "network's, as search.max_flops counts them); default: no limit")
     b.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="I/N",
                    help="train only every N-th training of the plan, starting at I: run N "
                         "processes (0/N ... N-1/N) on the same FILE to use N cores; they share "
@@ -109,7 +112,16 @@ def run(args: argparse.Namespace) -> int:
     space = build_space(cfg, data)
     split = build_criterion(cfg).split(space)
     execution = execution_for(cfg, space, device)
-    cells = stratified_sample(split, args.per_subspace, seed=args.sample_seed)
+    limit = args.max_flops
+    if limit is not None and not limit > 0:
+        raise UsageError(f"--max-flops must be a positive number of MFLOPs, got {limit}")
+    keep = None if limit is None else (lambda cell: space.flops(cell) <= limit * 1e6)
+    cells = stratified_sample(split, args.per_subspace, seed=args.sample_seed, keep=keep)
+    if len(cells) < args.per_subspace * len(split) and limit is not None:
+        short = [split.subspaces[k].name for k in range(len(split))
+                 if sum(split.route(c) == k for c in cells) < args.per_subspace]
+        print(f"note: under {limit:g} MFLOPs, subspace(s) {', '.join(short)} gave fewer than "
+              f"{args.per_subspace} distinct cells")
     seeds = list(range(args.seeds))
     if out.exists() and not args.force:
         from efsnas.cli.common import read_json

@@ -16,9 +16,12 @@ from efsnas.api.split import Split
 from efsnas.fileio import write_json_atomic
 
 
-def stratified_sample(split: Split, per_subspace: int, *, seed: int = 0) -> list[tuple]:
+def stratified_sample(split: Split, per_subspace: int, *, seed: int = 0,
+                      keep: Callable[[tuple], bool] | None = None) -> list[tuple]:
     """`per_subspace` subnets from each subspace (all of it when smaller), one per equivalence
-    class so no two sampled cells compute the same function; deterministic for a seed.
+    class so no two sampled cells compute the same function; deterministic for a seed. `keep`
+    (e.g. a FLOPs limit) filters the candidates: the sample is then stratified over the subnets
+    it keeps.
 
     The order is round-robin over the subspaces, and a larger `per_subspace` extends a smaller
     one (each subspace's classes are shuffled once and taken from the front): a ground truth can
@@ -31,6 +34,8 @@ def stratified_sample(split: Split, per_subspace: int, *, seed: int = 0) -> list
         if space.enumerable:
             reps = sorted({space.canonical(s) for s in split.members()[k]})
             rng.shuffle(reps)
+            if keep is not None:
+                reps = [r for r in reps if keep(r)]
             per_k.append(reps[:per_subspace])
         else:
             # each subspace draws from its own stream, so a larger sample extends a smaller
@@ -40,7 +45,9 @@ def stratified_sample(split: Split, per_subspace: int, *, seed: int = 0) -> list
             for _ in range(per_subspace * 100):
                 if len(seen) >= per_subspace:
                     break
-                seen.setdefault(space.canonical(split.sample(k, k_rng)), None)
+                cell = space.canonical(split.sample(k, k_rng))
+                if keep is None or keep(cell):
+                    seen.setdefault(cell, None)
             per_k.append(list(seen))
     out = []
     for i in range(max(map(len, per_k), default=0)):

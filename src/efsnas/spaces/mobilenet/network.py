@@ -159,10 +159,10 @@ class NestedChoiceLayer(nn.Module):
         return out
 
 
-def stem_and_first(plan: ChannelPlan, in_channels: int, affine: bool, track: bool
-                   ) -> tuple[nn.Module, nn.Module]:
+def stem_and_first(plan: ChannelPlan, in_channels: int, affine: bool, track: bool,
+                   stem_stride: int = 2) -> tuple[nn.Module, nn.Module]:
     """The fixed stem convolution and first block."""
-    stem = _conv_bn(in_channels, plan.stem, 3, 2, 1, affine, track, act=True)
+    stem = _conv_bn(in_channels, plan.stem, 3, stem_stride, 1, affine, track, act=True)
     # ProxylessNAS's first block has no shortcut, whatever the widths.
     first = MBConv(plan.stem, plan.first, kernel=3, expand=1, stride=1, affine=affine,
                    track=track, residual=False)
@@ -174,9 +174,9 @@ class _Body(nn.Module):
 
     def __init__(self, plan: ChannelPlan, *, in_channels: int, num_classes: int,
                  choices_per_layer: Sequence[Iterable[int]], affine: bool, track: bool,
-                 dropout: float = 0.0, nested: bool = False):
+                 dropout: float = 0.0, nested: bool = False, stem_stride: int = 2):
         super().__init__()
-        self.stem, self.first = stem_and_first(plan, in_channels, affine, track)
+        self.stem, self.first = stem_and_first(plan, in_channels, affine, track, stem_stride)
         self.layers = nn.ModuleList(
             NestedChoiceLayer(lp, affine, track) if nested else ChoiceLayer(lp, ch, affine, track)
             for lp, ch in zip(plan.layers, choices_per_layer, strict=True)
@@ -211,9 +211,10 @@ def _check(subnet: Sequence[int]) -> Subnet:
     return subnet
 
 
-def _check_size(in_channels: int, num_classes: int, width_mult: float, width_divisor: int) -> None:
+def _check_size(in_channels: int, num_classes: int, width_mult: float, width_divisor: int,
+                stem_stride: int = 2) -> None:
     for name, v in (("in_channels", in_channels), ("num_classes", num_classes),
-                    ("width_divisor", width_divisor)):
+                    ("width_divisor", width_divisor), ("stem_stride", stem_stride)):
         if int(v) < 1:
             raise ValueError(f"mobilenet network needs {name} >= 1, got {v}")
     if not width_mult > 0:
@@ -229,14 +230,15 @@ class MobileNetNetwork(nn.Module):
     def __init__(self, subnet: Sequence[int], *, in_channels: int = 3, num_classes: int = 1000,
                  width_mult: float = 1.0, width_divisor: int = 1, affine: bool = True,
                  track_running_stats: bool = True, dropout: float = 0.0,
-                 width_division: str = "exact"):
+                 width_division: str = "exact", stem_stride: int = 2):
         super().__init__()
-        _check_size(in_channels, num_classes, width_mult, width_divisor)
+        _check_size(in_channels, num_classes, width_mult, width_divisor, stem_stride)
         self.subnet = _check(subnet)
         self.plan = channel_plan(width_mult, width_divisor, division=width_division)
         self.body = _Body(self.plan, in_channels=in_channels, num_classes=num_classes,
                           choices_per_layer=[[c] for c in self.subnet], affine=affine,
-                          track=track_running_stats, dropout=float(dropout))
+                          track=track_running_stats, dropout=float(dropout),
+                          stem_stride=stem_stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the network's fixed subnet for the batch `x`."""
@@ -254,22 +256,23 @@ class MobileNetSupernet(Supernet):
 
     def __init__(self, *, in_channels: int = 3, num_classes: int = 1000, width_mult: float = 1.0,
                  width_divisor: int = 1, affine: bool = True, track_running_stats: bool = True,
-                 width_division: str = "exact", op_weights: str = "separate"):
+                 width_division: str = "exact", op_weights: str = "separate",
+                 stem_stride: int = 2):
         super().__init__()
         if op_weights not in OP_WEIGHTS:
             raise ValueError(f"op_weights must be one of {', '.join(OP_WEIGHTS)}, got "
                              f"{op_weights!r}")
         self.op_weights = op_weights
-        _check_size(in_channels, num_classes, width_mult, width_divisor)
+        _check_size(in_channels, num_classes, width_mult, width_divisor, stem_stride)
         self.config = dict(in_channels=in_channels, num_classes=num_classes,
                            width_mult=float(width_mult), width_divisor=width_divisor,
                            affine=affine, track_running_stats=track_running_stats,
-                           width_division=width_division)
+                           width_division=width_division, stem_stride=stem_stride)
         self.plan = channel_plan(width_mult, width_divisor, division=width_division)
         every = [range(len(MBCONV_CHOICES))] * NUM_LAYERS
         self.body = _Body(self.plan, in_channels=in_channels, num_classes=num_classes,
                           choices_per_layer=every, affine=affine, track=track_running_stats,
-                          nested=op_weights == "nested")
+                          nested=op_weights == "nested", stem_stride=stem_stride)
 
     def forward(self, x: torch.Tensor, subnet: Subnet) -> torch.Tensor:
         if len(subnet) != NUM_LAYERS:

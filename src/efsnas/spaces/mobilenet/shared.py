@@ -53,7 +53,8 @@ class SharedMobileNetSupernet(Supernet):
         if sharing == "head":
             self.stems = nn.ModuleList(
                 nn.ModuleDict(dict(zip(("stem", "first"),
-                                       stem_and_first(plan, config["in_channels"], *bn))))
+                                       stem_and_first(plan, config["in_channels"], *bn,
+                                                      config.get("stem_stride", 2)))))
                 for _ in range(subspaces - 1))
 
     def _parts(self, k: int) -> tuple[nn.Module, nn.Module, nn.ModuleList]:

@@ -42,7 +42,8 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
 
     def __init__(self, *, num_classes: int = 1000, input_size: int = 224, in_channels: int = 3,
                  width_mult: float = 1.0, width_division: str = "exact",
-                 supernet_bn: str = "recalibrated", op_weights: str = "separate") -> None:
+                 supernet_bn: str = "recalibrated", op_weights: str = "separate",
+                 stem_stride: int = 2) -> None:
         """`width_division`: "exact" divides every width by G as the authors' code (40/2 = 20),
         "rounded" rounds to multiples of 8 (24). `supernet_bn`: "recalibrated" gives the
         supernets affine BN with running statistics, re-estimated before scoring (the ImageNet
@@ -51,7 +52,8 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
         weights (the authors' supernets); "nested" lets the six share one kernel-7, expansion-6
         set of convolution weights, sliced (Once-for-All style), which the CPU-scale widths need
         to learn at all (network.NestedChoiceLayer). Stand-alone networks are the same either
-        way."""
+        way. `stem_stride`: 2 as in ProxylessNAS; 1 keeps a small image's resolution for one
+        more stage, so the later stages' kernel choices still see more than 1x1 or 2x2 maps."""
         for key, v in (("num_classes", num_classes), ("input_size", input_size),
                        ("in_channels", in_channels)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -70,8 +72,10 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
         if op_weights not in OP_WEIGHTS:
             raise UsageError(f"mobilenet space: op_weights must be one of "
                              f"{', '.join(OP_WEIGHTS)}, got {op_weights!r}")
+        if stem_stride not in (1, 2):
+            raise UsageError(f"mobilenet space: stem_stride must be 1 or 2, got {stem_stride!r}")
         self.width_division, self.supernet_bn = width_division, supernet_bn
-        self.op_weights = op_weights
+        self.op_weights, self.stem_stride = op_weights, stem_stride
 
     # encoding
     @property
@@ -139,7 +143,7 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
         plan = E.channel_plan(self.width_mult, self._divisor(width_divisor),
                               division=self.width_division)
         bn = 2 if affine else 0
-        h = _out(self.input_size, 2)
+        h = _out(self.input_size, self.stem_stride)
         macs = h * h * self.in_channels * plan.stem * 9
         params = self.in_channels * plan.stem * 9 + bn * plan.stem
         # fixed first block: depthwise 3x3 and project, stride 1
@@ -190,7 +194,8 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
                                 num_classes=self.num_classes, width_mult=self.width_mult,
                                 width_divisor=self._divisor(width_divisor), affine=affine,
                                 track_running_stats=track_running_stats, dropout=dropout,
-                                width_division=self.width_division)
+                                width_division=self.width_division,
+                                stem_stride=self.stem_stride)
 
     def build_supernet(self, *, width_divisor: int = 1, affine: bool | None = None,
                        track_running_stats: bool | None = None) -> MobileNetSupernet:
@@ -201,7 +206,7 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
                                  affine=recal if affine is None else affine,
                                  track_running_stats=recal if track_running_stats is None
                                  else track_running_stats, width_division=self.width_division,
-                                 op_weights=self.op_weights)
+                                 op_weights=self.op_weights, stem_stride=self.stem_stride)
 
     def scriptable(self, net: MobileNetNetwork) -> nn.Module:
         from efsnas.spaces.mobilenet.scriptable import ScriptableMobileNet
@@ -231,14 +236,14 @@ class MobileNetSpace(EvolutionMixin, SearchSpace):
             num_classes=self.num_classes, width_mult=self.width_mult,
             width_divisor=self._divisor(width_divisor), affine=recal,
             track_running_stats=recal, width_division=self.width_division,
-            op_weights=self.op_weights)
+            op_weights=self.op_weights, stem_stride=self.stem_stride)
 
     def describe(self) -> dict:
         return {"name": self.name, "num_classes": self.num_classes,
                 "input_size": self.input_size, "in_channels": self.in_channels,
                 "width_mult": self.width_mult, "width_division": self.width_division,
                 "supernet_bn": self.supernet_bn, "op_weights": self.op_weights,
-                "channels": self.channels()}
+                "stem_stride": self.stem_stride, "channels": self.channels()}
 
 
 register_space("mobilenet")(MobileNetSpace)  # the class itself, so its keyword options are checkable
