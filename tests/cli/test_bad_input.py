@@ -76,6 +76,8 @@ CASES = [  # (id, argv with placeholders, text the message must hold)
     ("groups-out-existing", ["space", "nb201", "--groups-out", "{root}/keep.json"], "--force"),
     ("ground-truth-shrunk", ["groundtruth", "build", "{root}/keep.json", "--preset", "tiny"],
      "--force"),
+    ("ground-truth-flops", ["groundtruth", "build", "{root}/new.json", "--preset", "tiny",
+                            "--max-flops", "-1"], "--max-flops must be a positive"),
     ("binary-config", ["run", "--config", "{root}/binary.json", "--out", "{root}/x"],
      "not UTF-8"),
     ("binary-ground-truth", ["correlate", "{root}/pred.json", "{root}/binary.json"],

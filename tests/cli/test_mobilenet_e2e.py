@@ -106,8 +106,11 @@ def test_mobilenet_ground_truth_and_compare_with_recalibrated_bn(image_folder, t
             "--set", "eval.recal_batches=2", "--workers", "1"]
     gt = tmp_path / "gt.json"
     assert main(["groundtruth", "build", str(gt), "--per-subspace", "1", "--seeds", "1",
-                 *tiny]) == 0
-    assert len(json.loads(gt.read_text())) == 6  # one architecture from each of K=6 subspaces
+                 "--max-flops", "0.9", *tiny]) == 0
+    truth = json.loads(gt.read_text())
+    assert len(truth) == 6  # one architecture from each of K=6 subspaces
+    space = create_space("mobilenet", width_mult=0.25, input_size=32, num_classes=3)
+    assert all(space.flops(space.parse(c)) <= 0.9e6 for c in truth)  # as the search sees them
     out = tmp_path / "cmp"
     assert main(["compare", "--ground-truth", str(gt), "--cells",
                  str(gt.with_name("gt.cells.json")), "--criteria", "oneshot,nonlinearity",

@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.per_subspace < 1 or args.seeds < 1:
         raise UsageError("--per-subspace and --seeds must be at least 1")
+    if args.max_flops is not None and not args.max_flops > 0:
+        raise UsageError(f"--max-flops must be a positive number of MFLOPs, got {args.max_flops}")
     cfg = config_from_args(args)
     out = Path(args.output)
     # What a stand-alone training depends on (the supernet recipe in `train` does not count).
@@ -113,8 +115,6 @@ def run(args: argparse.Namespace) -> int:
     split = build_criterion(cfg).split(space)
     execution = execution_for(cfg, space, device)
     limit = args.max_flops
-    if limit is not None and not limit > 0:
-        raise UsageError(f"--max-flops must be a positive number of MFLOPs, got {limit}")
     keep = None if limit is None else (lambda cell: space.flops(cell) <= limit * 1e6)
     cells = stratified_sample(split, args.per_subspace, seed=args.sample_seed, keep=keep)
     if len(cells) < args.per_subspace * len(split) and limit is not None:
