@@ -111,6 +111,8 @@ def test_mobilenet_ground_truth_and_compare_with_recalibrated_bn(image_folder, t
     assert len(truth) == 6  # one architecture from each of K=6 subspaces
     space = create_space("mobilenet", width_mult=0.25, input_size=32, num_classes=3)
     assert all(space.flops(space.parse(c)) <= 0.9e6 for c in truth)  # as the search sees them
+    meta = json.loads(gt.with_name("gt.meta.json").read_text())
+    assert meta["sample"] == {"seed": 0, "max_flops": 0.9}
     out = tmp_path / "cmp"
     assert main(["compare", "--ground-truth", str(gt), "--cells",
                  str(gt.with_name("gt.cells.json")), "--criteria", "oneshot,nonlinearity",

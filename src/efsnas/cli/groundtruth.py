@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     write_json_atomic(out, mean)
     meta = {
         "ground_truth": str(out), "cells": len(mean), "planned_cells": len(cells),
-        "seeds": seeds,
+        "seeds": seeds, "sample": {"seed": args.sample_seed, "max_flops": limit},
         "per_subspace": {split.subspaces[k].name: sum(1 for c in cells if split.route(c) == k)
                          for k in range(len(split))},
         **rel, "data": data.description, "recipe": recipe(cfg, space, data, seeds),
