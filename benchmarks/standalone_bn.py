@@ -19,24 +19,9 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
-
 # the MobileNet ground truth's recipe (benchmarks/results/mobilenet_study.sh, pilot 4)
 STUDY = ["retrain.epochs=4", "data.max_train=15000", "space.stem_stride=1",
          "search.max_flops=4.0"]
-
-
-@torch.inference_mode()
-def precise_bn(net: nn.Module, batches) -> None:
-    """Running statistics re-estimated as a plain average over `batches` (weights unchanged)."""
-    for m in net.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
-            m.reset_running_stats()
-            m.momentum = None
-    net.train()
-    for x, _ in batches:
-        net(x)
-    net.eval()
 
 
 def main() -> None:
@@ -53,6 +38,7 @@ def main() -> None:
     from efsnas.app.config import load_config
     from efsnas.app.run import build_space, execution_for, load_data, retrain_subnet
     from efsnas.export import load_weights
+    from efsnas.train.standalone import precise_bn
     from efsnas.train.standalone import accuracy
 
     cfg = load_config(preset=a.preset, overrides=STUDY if a.set is None else a.set)
@@ -80,7 +66,7 @@ def main() -> None:
         if execution.channels_last:
             net = net.to(memory_format=torch.channels_last)
         as_trained, _ = accuracy(net, test, execution=execution)
-        precise_bn(net, recal)
+        precise_bn(net, recal, execution=execution)
         precise, loss = accuracy(net, test, execution=execution)
         rows.append({"cell": cell, "seed": seed, "top1": rec["top1"],
                      "top1_reloaded": as_trained, "top1_precise_bn": precise,

@@ -169,6 +169,13 @@ def test_retrain_the_found_cell(tiny_run, capsys):
     cell = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
     assert main(["retrain", cell, str(tiny_run), "--set", "retrain.epochs=1", "--force"]) == 0
     assert json.loads((tiny_run / "retrain.json").read_text())["cell"] == cell
+    # precise BN before testing: the same weights (same seed), other running statistics
+    plain = json.loads((tiny_run / "retrain.json").read_text())["runs"][0]
+    assert main(["retrain", cell, str(tiny_run), "--set", "retrain.epochs=1", "--set",
+                 "retrain.precise_bn=3", "--force"]) == 0
+    precise = json.loads((tiny_run / "retrain.json").read_text())["runs"][0]
+    assert precise["precise_bn_batches"] == 3 and "precise_bn_batches" not in plain
+    assert precise["train_loss"] == plain["train_loss"] and precise["loss"] != plain["loss"]
 
 
 @pytest.mark.parametrize("argv,needle", [

@@ -238,6 +238,9 @@ class RetrainConfig(_SGDConfig):
     dropout: float = Field(0.0, ge=0, lt=1)
     grad_clip: float | None = Field(5.0, gt=0)
     max_train: int | None = Field(None, ge=1, description="training images used")
+    precise_bn: int | None = Field(
+        None, ge=1, description="training batches (no augmentation) that re-estimate the "
+        "BatchNorm running statistics before testing; default: as trained")
 
 
 class VerifyConfig(_Strict):

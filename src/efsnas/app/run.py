@@ -303,7 +303,7 @@ def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: in
     set). With `weights`, the trained network's state_dict is saved there
     (efsnas.export.save_weights). Under torchrun (`dist`) every rank trains its share of each
     batch; all evaluate."""
-    from efsnas.train.standalone import accuracy, train_network
+    from efsnas.train.standalone import accuracy, precise_bn, train_network
 
     r = cfg.retrain
     torch.manual_seed(seed)
@@ -319,6 +319,14 @@ def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: in
         label_smoothing=r.label_smoothing, grad_clip=r.grad_clip,
         augment=data.augment if cfg.data.augment else None, seed=seed, execution=execution,
         progress=progress, dist=dist)
+    if r.precise_bn:
+        # the same batches on every rank (not a shard), so every rank gets the same statistics
+        model = getattr(net, "module", net)
+        precise_bn(model, itertools.islice(train_set.batches(
+            r.batch_size, shuffle=True, seed=seed + 7919, augment=None,
+            device=execution.device, channels_last=execution.channels_last), r.precise_bn),
+            execution=execution)
+        summary["precise_bn_batches"] = r.precise_bn
     on_test = evaluate == "test" and data.test is not None
     evaluated = data.test if on_test else data.heldout
     batches = evaluated.fixed_batches(cfg.eval.batch_size, device=execution.device,

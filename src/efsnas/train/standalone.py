@@ -27,6 +27,24 @@ def accuracy(net: nn.Module, batches, *, execution: Execution = CPU) -> tuple[fl
     return 100.0 * correct / max(n, 1), loss / max(n, 1)
 
 
+@torch.inference_mode()
+def precise_bn(net: nn.Module, batches, *, execution: Execution = CPU) -> None:
+    """Re-estimate the BatchNorm running statistics as a plain average over `batches` (the
+    weights unchanged). A network's running statistics are a moving average taken while its
+    weights still changed; with narrow layers they can be far off at the end (a MobileNet of
+    ours tested at 60.6% as trained and 81.2% after this)."""
+    bns = [m for m in net.modules()
+           if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    net.train()
+    for x, _ in batches:
+        with execution.autocast():
+            net(x)
+    net.eval()
+
+
 def train_network(net: nn.Module, train_set, *, epochs: int, batch_size: int, lr: float,
                   lr_min: float = 0.0, momentum: float = 0.9, nesterov: bool = True,
                   weight_decay: float = 5e-4, wd_weights_only: bool = False,
