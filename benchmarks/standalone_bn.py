@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+
 # the MobileNet ground truth's recipe (benchmarks/results/mobilenet_study.sh, pilot 4)
 STUDY = ["retrain.epochs=4", "data.max_train=15000", "space.stem_stride=1",
          "search.max_flops=4.0"]
@@ -38,8 +39,7 @@ def main() -> None:
     from efsnas.app.config import load_config
     from efsnas.app.run import build_space, execution_for, load_data, retrain_subnet
     from efsnas.export import load_weights
-    from efsnas.train.standalone import precise_bn
-    from efsnas.train.standalone import accuracy
+    from efsnas.train.standalone import accuracy, precise_bn
 
     cfg = load_config(preset=a.preset, overrides=STUDY if a.set is None else a.set)
     data = load_data(cfg)

@@ -31,8 +31,9 @@ def accuracy(net: nn.Module, batches, *, execution: Execution = CPU) -> tuple[fl
 def precise_bn(net: nn.Module, batches, *, execution: Execution = CPU) -> None:
     """Re-estimate the BatchNorm running statistics as a plain average over `batches` (the
     weights unchanged). A network's running statistics are a moving average taken while its
-    weights still changed; with narrow layers they can be far off at the end (a MobileNet of
-    ours tested at 60.6% as trained and 81.2% after this)."""
+    weights still changed; with narrow layers they can be far off at the end (one MobileNet
+    ground-truth training tested at 60.6% as trained and 81.2% after this:
+    benchmarks/results/standalone_bn.json)."""
     bns = [m for m in net.modules()
            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     for m in bns:
