@@ -47,7 +47,8 @@
 # and at 81.23% after precise BN on 50 training batches (benchmarks/results/standalone_bn.json).
 # So from here the recipe is pilot 4's plus retrain.precise_bn=50 (PRECISE=50). The truth
 # stopped after 4 of its 192 new trainings (mobilenet-pilot-s1.runs.json keeps them). Pilot 5
-# at this recipe, then the truth at it, whatever the pilot gives (the rule above).
+# at this recipe, then the truth at it, whatever the pilot gives (the rule above). Pilot 5
+# (mobilenet-pilot-pbn.*): seed-to-seed tau 0.200, noise ceiling 0.389, no collapse.
 set -euo pipefail
 cd "$(dirname "$0")"
 # efsnas from the repository's .venv (scripts/setup.sh) when it is not on PATH
