@@ -54,7 +54,7 @@ class SharedMobileNetSupernet(Supernet):
             self.stems = nn.ModuleList(
                 nn.ModuleDict(dict(zip(("stem", "first"),
                                        stem_and_first(plan, config["in_channels"], *bn,
-                                                      config.get("stem_stride", 2)))))
+                                                      self.base.config["stem_stride"]))))
                 for _ in range(subspaces - 1))
 
     def _parts(self, k: int) -> tuple[nn.Module, nn.Module, nn.ModuleList]:
