@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Work per hour of `efsnas compare` and `efsnas groundtruth build` with 2 workers against 1, on
 # one machine in one session: each command with --workers 1 and --workers 2, interleaved, ROUNDS
-# times (default 2), into fresh folders. The work is the studies' own presets cut short:
+# times (default 2), into fresh folders. The work is the studies' own presets, at their own
+# length unless cut short:
 #   compare      the `compare` preset, 2 criteria (oneshot, nonlinearity) x 2 seeds at the equal
-#                budget, EPOCHS (3) epochs on TRAIN (15,000) images, each run scoring the 150 cells
-#                of the committed ground truth and retraining its 3 finalists: 4 independent runs
-#   groundtruth  the `groundtruth` preset, 2 cells per subspace x 2 seeds, EPOCHS - 1 epochs on
-#                TRAIN images: 12 independent trainings
+#                budget, EPOCHS (the preset's 24) epochs on TRAIN (15,000) images, each run
+#                scoring the 150 cells of the committed ground truth and retraining its 3
+#                finalists: 4 independent runs
+#   groundtruth  the `groundtruth` preset, 2 cells per subspace x 2 seeds, GT_EPOCHS (the
+#                preset's 10) epochs on TRAIN images: 12 independent trainings
+# CMDS picks the commands (default "compare groundtruth"); OUT the JSON file.
 # With --workers 1 everything runs in one process with torch's default threads (every core);
 # with --workers 2, two single-thread processes share the jobs. Writes
 # benchmarks/results/workers_vs.json: wall seconds of each, "work_per_hour_ratio" per command
@@ -14,7 +17,8 @@
 # results. That difference comes from the thread count alone (a sum over 2 threads rounds
 # differently from one over 1): a serial run at one thread gives the pool's results exactly
 # (tests/cli/test_compare.py::test_workers_give_the_serial_results). Run it on an idle machine
-# (about 15 minutes on 2 cores).
+# (about 30 minutes a round on 2 cores at the presets' lengths; the
+# earlier EPOCHS=3 GT_EPOCHS=2, about 8 minutes, overstates start-up and the short trainings).
 #   bash benchmarks/workers_vs.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +28,10 @@ EFSNAS=${EFSNAS:-$( [ -x .venv/bin/efsnas ] && echo .venv/bin/efsnas || echo efs
 PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 GT=benchmarks/results/fmnist-groundtruth.json
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
-EPOCHS=${EPOCHS:-3}; TRAIN=${TRAIN:-15000}   # smaller for a smoke check: EPOCHS=1 TRAIN=500
+EPOCHS=${EPOCHS:-24}; GT_EPOCHS=${GT_EPOCHS:-10}; TRAIN=${TRAIN:-15000}
+# (a smoke check: EPOCHS=1 GT_EPOCHS=1 TRAIN=500)
+CMDS=${CMDS:-compare groundtruth}
+OUT=${OUT:-benchmarks/results/workers_vs.json}
 CUT=(--set train.epochs="$EPOCHS" --set data.max_train="$TRAIN")
 compare() {  # $1 workers, $2 out
   "$EFSNAS" compare --preset compare "${CUT[@]}" --cells "${GT%.json}.cells.json" \
@@ -32,12 +39,12 @@ compare() {  # $1 workers, $2 out
     --workers "$1" --out "$2" >"$2.log" 2>&1
 }
 groundtruth() {  # $1 workers, $2 out
-  "$EFSNAS" groundtruth build "$2.json" --preset groundtruth --epochs $((EPOCHS > 1 ? EPOCHS - 1 : 1)) \
+  "$EFSNAS" groundtruth build "$2.json" --preset groundtruth --epochs "$GT_EPOCHS" \
     --set data.max_train="$TRAIN" --per-subspace 2 --seeds 2 --workers "$1" >"$2.log" 2>&1
 }
 : > "$TMP/times"
 for r in $(seq "$ROUNDS"); do
-  for cmd in compare groundtruth; do
+  for cmd in $CMDS; do
     for w in 1 2; do
       t0=$(date +%s.%N)
       "$cmd" "$w" "$TMP/$cmd-w$w-r$r"
@@ -47,10 +54,10 @@ for r in $(seq "$ROUNDS"); do
     done
   done
 done
-"$PY" - "$TMP" "$ROUNDS" "$EPOCHS" "$TRAIN" <<'PY'
+"$PY" - "$TMP" "$ROUNDS" "$EPOCHS" "$GT_EPOCHS" "$TRAIN" "$OUT" <<'PY'
 import json, os, platform, statistics, sys
 from pathlib import Path
-tmp, rounds, epochs, train = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+tmp, rounds, epochs, gt_epochs, train = Path(sys.argv[1]), *map(int, sys.argv[2:6])
 times = {}
 for line in (tmp / "times").read_text().split("\n"):
     if line:
@@ -81,12 +88,13 @@ for cmd, t in times.items():
     diffs = [max_diff(results(cmd, 1, r), results(cmd, 2, r)) for r in range(1, rounds + 1)]
     out["commands"][cmd] = {**t, "work_per_hour_ratio": statistics.median(a / b for a, b in zip(one, two)),
                             "max_abs_difference_1_vs_2_workers": max(diffs)}
-out["commands"]["compare"]["what"] = (
+what = {"compare": (
     f"efsnas compare --preset compare --set train.epochs={epochs} --set data.max_train={train} "
-    "--criteria oneshot,nonlinearity --seeds 2 --budget equal (4 runs, 150 cells each)")
-out["commands"]["groundtruth"]["what"] = (
-    f"efsnas groundtruth build --preset groundtruth --epochs {max(epochs - 1, 1)} "
-    f"--set data.max_train={train} --per-subspace 2 --seeds 2 (12 trainings)")
-Path("benchmarks/results/workers_vs.json").write_text(json.dumps(out, indent=1) + "\n")
+    "--criteria oneshot,nonlinearity --seeds 2 --budget equal (4 runs, 150 cells each)"),
+    "groundtruth": (f"efsnas groundtruth build --preset groundtruth --epochs {gt_epochs} "
+                    f"--set data.max_train={train} --per-subspace 2 --seeds 2 (12 trainings)")}
+for cmd in out["commands"]:
+    out["commands"][cmd]["what"] = what[cmd]
+Path(sys.argv[6]).write_text(json.dumps(out, indent=1) + "\n")
 print(json.dumps(out, indent=1))
 PY
