@@ -188,6 +188,31 @@ def test_passes_budget_matches_the_subnet_passes_of_this_method():
     assert (ours.training_identity(), ours.train.epochs) == (same.training_identity(), 4)
 
 
+def test_a_pool_starts_the_longest_runs_first():
+    from efsnas import create_space
+    from efsnas.app import compare
+    from efsnas.app.config import load_config
+    from efsnas.app.run import load_data
+
+    base = load_config(preset="tiny", overrides=["train.epochs=4"])
+    data, space = load_data(base), create_space("nb201")
+    rows = compare.variants()
+
+    def cost(name, budget):
+        cfg = compare.variant_config(base, rows[name], 0, "x", budget=budget, space=space)
+        return compare.planned_flops(cfg, space, data)
+
+    one, ours = cost("oneshot", "equal"), cost("nonlinearity", "equal")
+    # the same subnets drawn for three times the steps; this method draws 3 subnets a step,
+    # each at half width (cheaper than a full-width pass, not 3 times as cheap: the stem and
+    # the classifier keep their width)
+    assert cost("oneshot", "passes") == pytest.approx(3 * one)
+    assert one < ours < 3 * one
+    jobs = ["one-equal", "ours", "one-passes", "tie"]
+    assert compare.longest_first(jobs, [one, ours, 3 * one, one]) == [
+        "one-passes", "one-equal", "tie", "ours"]
+
+
 def test_compare_over_budgets_in_shards(ground_truth, tmp_path, capsys):
     out = tmp_path / "cmp"
     args = ["compare", "--ground-truth", str(ground_truth), "--criteria", "oneshot,nonlinearity",

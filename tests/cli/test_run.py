@@ -147,6 +147,24 @@ def test_workers_give_the_serial_retrainings(tmp_path):
     assert len(serial["verification"]["rows"][0]["retrained_test_accuracy"]["runs"]) == 2
 
 
+def test_the_lone_found_cell_trains_on_this_process_threads(tmp_path):
+    """With a pool, the references train on single-thread workers; the found cell, the last
+    training left when there is one seed, trains here on this process's threads."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = tmp_path / "run"
+        assert main(["run", "--preset", "tiny", "--out", str(out), "--workers", "2"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    found = json.loads((out / "result.json").read_text())["found"]["cell"]
+    runs = json.loads((out / "verify.json").read_text())["runs"]
+    assert runs.pop(f"{found}#0")["threads"] == 2
+    assert len(runs) == 3 and all(r["threads"] == 1 for r in runs.values())
+
+
 def test_search_with_flops_limit_and_ground_truth(tiny_run, tmp_path):
     space = create_space("nb201", C=8, N=1, in_channels=1, num_classes=10, input_size=8)
     truth = {space.format(c): float(sum(c)) for c in space.enumerate() if space.is_valid(c)}

@@ -49,10 +49,11 @@ class Retrainings:
         self._on_done.pop(key)(record)
 
     def submit(self, key, cfg, subnet, seed: int, *, on_done: Callable[[dict], None],
-               weights=None, evaluate: str = "test") -> cf.Future:
+               weights=None, evaluate: str = "test", here: bool = False) -> cf.Future:
         """`retrain_subnet(cfg, subnet, seed)` once per `key` (a second submit of the same
-        key gets the first one's future)."""
-        if self.gate is None:
+        key gets the first one's future); `here`: in this process even with a pool, on this
+        process's threads (a lone training while the workers idle)."""
+        if self.gate is None or here:
             future: cf.Future = cf.Future()
             record = self.run.retrain(subnet, seed=seed, cfg=cfg, weights=weights,
                                       evaluate=evaluate)
@@ -180,8 +181,10 @@ def verify_rows(run, found) -> list[tuple[str, tuple]]:
                           max_flops=cfg.search.max_flops * 1e6 if cfg.search.max_flops else None)
 
 
-def submit_verification(run, rows, trainings: Retrainings, *, log=print) -> list[cf.Future]:
-    """The rows' trainings not yet in verify.json, submitted; each saved there as it ends."""
+def submit_verification(run, rows, trainings: Retrainings, *, here: bool = False,
+                        log=print) -> list[cf.Future]:
+    """The rows' trainings not yet in verify.json, submitted (`here`: in this process, see
+    `Retrainings.submit`); each saved there as it ends."""
     from efsnas.export import retrained_path
 
     cfg = run.cfg
@@ -201,7 +204,7 @@ def submit_verification(run, rows, trainings: Retrainings, *, log=print) -> list
 
             # weights kept for `efsnas export CELL RUN`
             futures.append(trainings.submit(
-                ("verify", cell, seed), vcfg, subnet, seed, on_done=done,
+                ("verify", cell, seed), vcfg, subnet, seed, on_done=done, here=here,
                 weights=retrained_path(run.run_dir, run.space, subnet, seed=seed)))
     return futures
 
@@ -220,7 +223,13 @@ def verify_found(run, scorer, found: dict, trainings: Retrainings, *, finalists=
     rows = verify_rows(run, run.space.parse(found["cell"]))
     log(f"verifying: retraining the found subnet and {len(rows) - 1} reference(s), "
         f"{verify_recipe(cfg).retrain.epochs} epochs each, {cfg.verify.seeds} seed(s)")
-    trainings.wait(submit_verification(run, rows, trainings, log=log))
+    # The references first (with a pool they started beside the supernets and are usually
+    # done), then the found cell. With one seed it is the last training left: it runs here,
+    # on this process's threads, as a serial run trains it (a second thread makes a
+    # stand-alone training about 1.5x faster, docs/benchmarks.md); several seeds share the pool.
+    trainings.wait(submit_verification(run, rows[1:], trainings, log=log))
+    lone = trainings.pool is not None and cfg.verify.seeds == 1
+    trainings.wait(submit_verification(run, rows[:1], trainings, here=lone, log=log))
 
     def describe(subnet):
         k = run.split.route(subnet)

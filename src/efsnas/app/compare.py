@@ -159,6 +159,24 @@ def mean_pass_flops(split, sampler: str, *, seed: int, steps: int = 256) -> floa
     return sum(flops) / len(flops)
 
 
+def planned_flops(cfg: RunConfig, space, data) -> float:
+    """Roughly what one run's training will cost, for ordering a pool's jobs (not a report):
+    its planned subnet images times the mean forward FLOPs of the subnets its sampler draws on
+    its criterion's initial split (a staged criterion's children cost about the same)."""
+    split = run.build_criterion(cfg).split(space)
+    draws = len(create_sampler(cfg.train.sampler, split, seed=0).draw(0))
+    images = cfg.train.epochs * _steps_per_epoch(cfg, data) * cfg.train.batch_size * draws
+    return images * mean_pass_flops(split, cfg.train.sampler, seed=cfg.train.seed, steps=32)
+
+
+def longest_first(jobs: list, costs: list[float]) -> list:
+    """`jobs` by descending cost, ties in their given order: on a pool the long runs start
+    first and the short ones fill in around them, so the workers finish together (the runs
+    are seeded one by one, so the order changes no result)."""
+    order = sorted(range(len(jobs)), key=lambda i: (-costs[i], i))
+    return [jobs[i] for i in order]
+
+
 def _steps_per_epoch(cfg: RunConfig, data) -> int:
     n = max(1, len(data.train) // cfg.train.batch_size)
     return min(n, cfg.train.steps_per_epoch) if cfg.train.steps_per_epoch else n

@@ -338,7 +338,9 @@ def retrain_subnet(cfg: RunConfig, space: SearchSpace, data, subnet, *, seed: in
         save_weights(net, weights)
     return {**describe_subnet(space, subnet), "seed": seed, "top1": top1, "loss": loss,
             "evaluated_on": "test" if on_test else "heldout",
-            "images": len(evaluated), **summary}
+            "images": len(evaluated), **summary,
+            # sums over threads round differently: what a result's arithmetic was
+            **({"threads": torch.get_num_threads()} if execution.device.type == "cpu" else {})}
 
 
 def _truth_ranks(truth: dict[str, float]) -> dict[str, int]:

@@ -77,7 +77,8 @@ def load_runs(path: Path | None, identity: dict | None) -> dict:
 
 
 def _entry(rec: dict) -> dict:
-    return {"top1": rec["top1"], "seconds": rec["seconds"], "evaluated_on": rec["evaluated_on"]}
+    return {"top1": rec["top1"], "seconds": rec["seconds"], "evaluated_on": rec["evaluated_on"],
+            **({"threads": rec["threads"]} if "threads" in rec else {})}
 
 
 class VerifyRuns:

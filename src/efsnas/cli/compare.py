@@ -161,6 +161,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"   {job[5][3:]}: finalist pick {out['finalists']['pick']}", flush=True)
 
     with _executor(args, base, out, len(todo)) as pool:
+        if pool and len(todo) > 1:  # a one-shot run at the passes budget trains K times longer
+            todo = compare.longest_first(todo, [compare.planned_flops(job[1], space, data)
+                                                for job in todo])
         serial = functools.partial(worker.compare_run, data=data, space=space, device=device)
         run_jobs(worker.compare_run if pool else serial, todo, executor=pool, on_done=done,
                  rerun="the same efsnas compare command")
