@@ -210,7 +210,7 @@ def test_a_pool_starts_the_longest_runs_first():
     assert one < ours < 3 * one
     jobs = ["one-equal", "ours", "one-passes", "tie"]
     assert compare.longest_first(jobs, [one, ours, 3 * one, one]) == [
-        "one-passes", "one-equal", "tie", "ours"]
+        "one-passes", "ours", "one-equal", "tie"]
 
 
 def test_compare_over_budgets_in_shards(ground_truth, tmp_path, capsys):
