@@ -64,8 +64,11 @@ BUDGETS = ("equal", "passes", "published")
 
 def draws_per_step(cfg: RunConfig, space) -> int:
     """Subnets one training step of this config runs (its sampler on its criterion's split)."""
-    crit = run.build_criterion(cfg)
-    return len(create_sampler(cfg.train.sampler, crit.split(space), seed=0).draw(0))
+    return _draws(cfg.train.sampler, run.build_criterion(cfg).split(space))
+
+
+def _draws(sampler: str, split) -> int:
+    return len(create_sampler(sampler, split, seed=0).draw(0))
 
 
 def variant_config(base: RunConfig, variant: Variant, seed: int, out: Path, *,
@@ -125,7 +128,7 @@ def train_variant(cfg: RunConfig, data, space, device, run_dir: Path, log=print
     cpu = time.process_time() - cpu0
     nets = outcome.supernets
     steps = t.epochs * _steps_per_epoch(cfg, data)
-    per_step = len(create_sampler(t.sampler, nets.split, seed=0).draw(0))
+    per_step = _draws(t.sampler, nets.split)
     subnet_images = steps * t.batch_size * per_step
     cost = {
         "train_seconds": outcome.summary["train_seconds"],
@@ -164,8 +167,8 @@ def planned_flops(cfg: RunConfig, space, data) -> float:
     its planned subnet images times the mean forward FLOPs of the subnets its sampler draws on
     its criterion's initial split (a staged criterion's children cost about the same)."""
     split = run.build_criterion(cfg).split(space)
-    draws = len(create_sampler(cfg.train.sampler, split, seed=0).draw(0))
-    images = cfg.train.epochs * _steps_per_epoch(cfg, data) * cfg.train.batch_size * draws
+    images = (cfg.train.epochs * _steps_per_epoch(cfg, data) * cfg.train.batch_size
+              * _draws(cfg.train.sampler, split))
     return images * mean_pass_flops(split, cfg.train.sampler, seed=cfg.train.seed, steps=32)
 
 
