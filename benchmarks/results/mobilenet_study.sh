@@ -78,14 +78,21 @@ build() {  # per-subspace
 case $stage in pilot) build 4 ;; truth) build 20 ;; study) ;; all) build 4; build 20 ;; esac
 if [ "$stage" = study ] || [ "$stage" = all ]; then
   mkdir -p mobilenet-study
-  study() {  # criteria
+  study() {  # criteria budgets
     efsnas compare --cells "${GT%.json}.cells.json" --ground-truth "$GT" --preset mobilenet-cpu \
-      --seeds 3 --criteria "$1" --budget equal,passes \
+      --seeds 3 --criteria "$1" --budget "$2" \
       --set split.fsnas_transfer=true --set split.fsnas_warmup_epochs=1 \
       --set "split.gm_warmup_epochs=[1,2]" --set split.gm_samples=2 "${SPACE[@]}" \
       --workers 2 --out mobilenet-study
   }
-  # the two rows the comparison needs first (a rerun keeps every finished run), then all five
-  study oneshot,nonlinearity
-  study oneshot,fsnas,gmnas,nonlinearity,nonlinearity-nosbs
+  # The two rows the comparison needs first (a rerun keeps every finished run), then all five.
+  # The order of the runs only (the settings above are unchanged): the equal budget's six runs
+  # before the passes budget's one-shot runs (each trains K=6 times as long), so the runs that
+  # fit in one sitting come first (a run cut off mid-training restarts in a fresh checkout:
+  # checkpoints are not kept in git). mobilenet-study/equal/ exists before the equal-only
+  # call, so that call's runs land where the later calls with both budgets look for them.
+  mkdir -p mobilenet-study/equal
+  study oneshot,nonlinearity equal
+  study oneshot,nonlinearity equal,passes
+  study oneshot,fsnas,gmnas,nonlinearity,nonlinearity-nosbs equal,passes
 fi
