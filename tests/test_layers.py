@@ -33,12 +33,73 @@ def test_batch_norm_fast_path_matches_pytorch(shape):
 
 @pytest.mark.parametrize("kwargs,shape", [
     (dict(affine=False, track_running_stats=False), (4, 16, 6, 6)),  # multiple of 8: PyTorch's
-    (dict(affine=True, track_running_stats=True), (4, 5, 6, 6)),    # parameters: PyTorch's
+    (dict(affine=True, track_running_stats=True), (4, 24, 6, 6)),
 ])
 def test_batch_norm_falls_back_where_pytorch_is_right(kwargs, shape):
-    x_cl, _ = _pair(shape)
-    y = BatchNorm2d(shape[1], **kwargs)(x_cl)
-    assert "NativeBatchNorm" in type(y.grad_fn).__name__
+    x_cl, x_ref = _pair(shape)
+    bn = BatchNorm2d(shape[1], **kwargs)
+    assert "NativeBatchNorm" in type(bn(x_cl).grad_fn).__name__
+    assert "NativeBatchNorm" in type(bn(x_ref).grad_fn).__name__  # contiguous input
+
+
+def _bn_pair(c: int, momentum, seed: int = 4):
+    """An efsnas BatchNorm2d and a torch one with the same random affine parameters and
+    running statistics."""
+    g = torch.Generator().manual_seed(seed)
+    fast, ref = BatchNorm2d(c, momentum=momentum), torch.nn.BatchNorm2d(c, momentum=momentum)
+    state = {"weight": torch.rand(c, generator=g) + 0.5, "bias": torch.randn(c, generator=g),
+             "running_mean": torch.randn(c, generator=g),
+             "running_var": torch.rand(c, generator=g) + 0.5,
+             "num_batches_tracked": torch.tensor(3)}
+    fast.load_state_dict(state)
+    ref.load_state_dict(state)
+    return fast, ref
+
+
+def _assert_same_state(fast, ref):
+    for (name, a), b in zip(ref.state_dict().items(), fast.state_dict().values()):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_affine_batch_norm_trains_with_pytorchs_kernel():
+    """Where a gradient is taken, affine batch norm is PyTorch's (as fast there)."""
+    fast, _ = _bn_pair(5, momentum=0.1)
+    x_cl, _ = _pair((4, 5, 6, 6))
+    assert "NativeBatchNorm" in type(fast(x_cl).grad_fn).__name__
+    x_cl.requires_grad_(False)
+    assert "NativeBatchNorm" in type(fast(x_cl).grad_fn).__name__  # for the weights' gradient
+
+
+def _no_pytorch_batch_norm(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("PyTorch's batch norm ran, not the fast path")
+    monkeypatch.setattr(F, "batch_norm", refuse)
+
+
+@pytest.mark.parametrize("shape,centre", [((500, 4, 8, 8), 2.0), ((6, 12, 5, 5), 30.0),
+                                          ((3, 20, 2, 2), -4.0)])
+@pytest.mark.parametrize("momentum", [None, 0.1])
+def test_affine_batch_norm_recalibrates_and_evaluates_as_pytorch_does(shape, centre, momentum,
+                                                                     monkeypatch):
+    """BN recalibration before scoring (train mode under inference mode; with momentum=None the
+    cumulative average), then eval mode with the re-estimated statistics, on the fast path;
+    inputs with large means too."""
+    fast, ref = _bn_pair(shape[1], momentum=momentum)
+    for m in (fast, ref):
+        m.reset_running_stats()
+    g = torch.Generator().manual_seed(5)
+    batches = [(torch.randn(*shape, generator=g) * 2 + centre)
+               .contiguous(memory_format=torch.channels_last) for _ in range(3)]
+    with torch.inference_mode():
+        expected = [ref(x.contiguous()) for x in batches]
+        ref.eval()
+        expected_eval = ref(batches[0].contiguous())
+        _no_pytorch_batch_norm(monkeypatch)
+        for x, want in zip(batches, expected):
+            torch.testing.assert_close(fast(x), want, atol=1e-4, rtol=1e-4)
+        _assert_same_state(fast, ref)
+        fast.eval()
+        torch.testing.assert_close(fast(batches[0]), expected_eval, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("shape", [(8, 5, 16, 16), (4, 10, 17, 19), (3, 16, 32, 9)])

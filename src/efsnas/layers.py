@@ -5,7 +5,7 @@ channels_last kernels for batch norm and average pooling vectorise over channels
 channel count that is not a multiple of 8 they are up to 11x slower than they need to be
 (benchmarks/layers.py measures each case). The layers below compute the same function a faster
 way on CPU channels_last inputs and fall back to PyTorch's own kernels everywhere else (CUDA,
-contiguous inputs, affine or running-statistics batch norm).
+contiguous inputs, channel counts that are multiples of 8, training with affine batch norm).
 """
 
 from __future__ import annotations
@@ -116,13 +116,54 @@ def batch_stat_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 class BatchNorm2d(nn.BatchNorm2d):
-    """nn.BatchNorm2d; without affine parameters and running statistics, a CPU channels_last
-    input whose channel count is not a multiple of 8 takes the fast path above."""
+    """nn.BatchNorm2d with fast paths for CPU channels_last inputs whose channel count is not a
+    multiple of 8: without affine parameters and running statistics (above), and, where no
+    gradient is taken, with them (scoring, its BN recalibration, testing). Training with affine
+    parameters keeps PyTorch's kernel, which is as fast there (benchmarks/layers.py)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.affine and not self.track_running_stats:
             return batch_stat_norm(x, self.eps)  # picks the fast path or PyTorch's kernel
-        return super().forward(x)
+        if not (x.shape[1] % 8 and _cpu_channels_last(x)) or self._needs_grad(x):
+            return super().forward(x)
+        return self._forward_no_grad(x)
+
+    def _needs_grad(self, x: torch.Tensor) -> bool:
+        return torch.is_grad_enabled() and (
+            x.requires_grad or (self.affine and (self.weight.requires_grad
+                                                 or self.bias.requires_grad)))
+
+    def _forward_no_grad(self, x: torch.Tensor) -> torch.Tensor:
+        """One fused multiply-add per element, with the running statistics (eval) or the batch's
+        (two-pass), which then update the running ones by PyTorch's rule: the momentum, or with
+        `momentum=None` the cumulative average, of batch means and unbiased variances."""
+        c = x.shape[1]
+        n = x.numel() // c
+        k = _tiles(n, c)
+        rows = _rows(x, k)
+        if not self.training and self.running_mean is not None:
+            mean, var = self.running_mean.repeat(k), self.running_var.repeat(k)
+        else:
+            summer = _summer(k, c, x)
+            mean = _per_channel_mean(rows, summer, n)
+            centred = rows - mean
+            var = _per_channel_mean(centred.mul_(centred), summer, n)
+            del centred
+            if self.training and self.track_running_stats:
+                self._update_running_stats(mean[:c], var[:c], n)
+        scale = var.add(self.eps).rsqrt_()
+        if self.affine:
+            scale.mul_(self.weight.repeat(k))
+        shift = torch.addcmul(self.bias.repeat(k) if self.affine else torch.zeros_like(mean),
+                              mean, scale, value=-1)
+        return _nchw(torch.addcmul(shift, rows, scale), x)
+
+    def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
+        self.num_batches_tracked.add_(1)
+        factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None
+                  else self.momentum)
+        self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
+        self.running_var.mul_(1 - factor).add_(var * (n / max(n - 1, 1)), alpha=factor)
 
 
 class _BoxMean3x3(torch.autograd.Function):

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from efsnas.api.supernet import Supernet
+from efsnas.layers import BatchNorm2d
 from efsnas.spaces.mobilenet.encoding import (
     MBCONV_CHOICES,
     NUM_LAYERS,
@@ -38,7 +39,7 @@ def _conv_bn(c_in: int, c_out: int, k: int, stride: int, groups: int, affine: bo
              act: bool) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(c_out, affine=affine, track_running_stats=track),
+        BatchNorm2d(c_out, affine=affine, track_running_stats=track),
     ]
     if act:
         layers.append(nn.ReLU6(inplace=True))
@@ -122,10 +123,10 @@ class NestedChoiceLayer(nn.Module):
         self.project = nn.Conv2d(mid, plan.c_out, 1, bias=False)
         self.bns = nn.ModuleDict({
             TOKENS[c]: nn.ModuleDict({
-                "expand": nn.BatchNorm2d(plan.c_in * e, affine=affine, track_running_stats=track),
-                "depthwise": nn.BatchNorm2d(plan.c_in * e, affine=affine,
+                "expand": BatchNorm2d(plan.c_in * e, affine=affine, track_running_stats=track),
+                "depthwise": BatchNorm2d(plan.c_in * e, affine=affine,
                                             track_running_stats=track),
-                "project": nn.BatchNorm2d(plan.c_out, affine=affine, track_running_stats=track)})
+                "project": BatchNorm2d(plan.c_out, affine=affine, track_running_stats=track)})
             for c, (_, e) in enumerate(MBCONV_CHOICES)})
 
     def weights(self, choice: int) -> dict[str, torch.Tensor]:
@@ -145,9 +146,10 @@ class NestedChoiceLayer(nn.Module):
             return x
         w, bn = self.weights(choice), self.bns[TOKENS[choice]]
         k = MBCONV_CHOICES[choice][0]
-        y = F.relu6(bn["expand"](F.conv2d(x, w["expand"])))
+        # in place, as the stand-alone MBConv's nn.ReLU6(inplace=True): one tensor less a layer
+        y = F.relu6(bn["expand"](F.conv2d(x, w["expand"])), inplace=True)
         y = F.conv2d(y, w["depthwise"], stride=self.stride, padding=k // 2, groups=y.shape[1])
-        y = bn["project"](F.conv2d(F.relu6(bn["depthwise"](y)), w["project"]))
+        y = bn["project"](F.conv2d(F.relu6(bn["depthwise"](y), inplace=True), w["project"]))
         return x + y if self.residual else y
 
     def mbconv_state(self, choice: int) -> dict[str, torch.Tensor]:
