@@ -61,13 +61,36 @@ def _assert_same_state(fast, ref):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_affine_batch_norm_trains_with_pytorchs_kernel():
-    """Where a gradient is taken, affine batch norm is PyTorch's (as fast there)."""
-    fast, _ = _bn_pair(5, momentum=0.1)
+@pytest.mark.parametrize("shape", [(8, 5, 12, 12), (4, 6, 7, 9), (2, 4, 16, 16), (3, 7, 1, 1)])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_narrow_affine_batch_norm_trains_as_pytorch_does(shape, momentum):
+    """Below 8 channels, training with affine parameters and running statistics (the MobileNet
+    space's batch norm) takes the fast path: output, input and parameter gradients, running
+    statistics and their count as PyTorch's."""
+    fast, ref = _bn_pair(shape[1], momentum)
+    for step in range(3):
+        x_cl, x_ref = _pair(shape, seed=step)
+        y, r = fast(x_cl), ref(x_ref)
+        assert "NativeBatchNorm" not in type(y.grad_fn).__name__  # the fast path ran
+        grad = torch.randn(shape, generator=torch.Generator().manual_seed(10 + step))
+        y.backward(grad)
+        r.backward(grad)
+        torch.testing.assert_close(y, r, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(x_cl.grad, x_ref.grad, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fast.weight.grad, ref.weight.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fast.bias.grad, ref.bias.grad, atol=1e-4, rtol=1e-4)
+    _assert_same_state(fast, ref)
+
+
+def test_affine_batch_norm_with_gradients_elsewhere_is_pytorchs():
+    """With a gradient: from 9 channels (as fast there), and in eval mode, PyTorch's kernel."""
+    wide, _ = _bn_pair(12, momentum=0.1)
+    x_cl, _ = _pair((4, 12, 6, 6))
+    assert "NativeBatchNorm" in type(wide(x_cl).grad_fn).__name__
+    narrow, _ = _bn_pair(5, momentum=0.1)
+    narrow.eval()
     x_cl, _ = _pair((4, 5, 6, 6))
-    assert "NativeBatchNorm" in type(fast(x_cl).grad_fn).__name__
-    x_cl.requires_grad_(False)
-    assert "NativeBatchNorm" in type(fast(x_cl).grad_fn).__name__  # for the weights' gradient
+    assert "NativeBatchNorm" in type(narrow(x_cl).grad_fn).__name__
 
 
 def _no_pytorch_batch_norm(monkeypatch):

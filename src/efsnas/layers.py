@@ -65,24 +65,30 @@ def _nchw(rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 class _BatchStatNormRows(torch.autograd.Function):
     """Batch norm from batch statistics, no affine: y = (x - mean) / sqrt(var + eps) per channel,
-    computed on the wide-row view of a channels_last tensor; the variance is two-pass."""
+    computed on the wide-row view of a channels_last tensor; the variance is two-pass. Also
+    returns the per-channel mean and biased variance (no gradient), for running statistics."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, eps: float) -> torch.Tensor:
-        n = x.numel() // x.shape[1]
-        k = _tiles(n, x.shape[1])
+    def forward(ctx, x: torch.Tensor, eps: float):
+        c = x.shape[1]
+        n = x.numel() // c
+        k = _tiles(n, c)
         rows = _rows(x, k)
-        summer = _summer(k, x.shape[1], x)
-        centred = rows - _per_channel_mean(rows, summer, n)
-        rstd = _per_channel_mean(centred * centred, summer, n).add_(eps).rsqrt_()
+        summer = _summer(k, c, x)
+        mean = _per_channel_mean(rows, summer, n)
+        centred = rows - mean
+        var = _per_channel_mean(centred * centred, summer, n)
+        rstd = (var + eps).rsqrt_()
         y = centred.mul_(rstd)
         ctx.save_for_backward(y, rstd, summer)
         ctx.k, ctx.n = k, n
-        return _nchw(y, x)
+        stats = mean[:c].clone(), var[:c].clone()
+        ctx.mark_non_differentiable(*stats)
+        return _nchw(y, x), *stats
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx, grad: torch.Tensor, *_):
         y, rstd, summer = ctx.saved_tensors
         g = _rows(grad.contiguous(memory_format=torch.channels_last), ctx.k)
         n = ctx.n
@@ -110,23 +116,28 @@ def batch_stat_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     """Batch norm from batch statistics, no affine, no running statistics, any channel count."""
     if x.shape[1] % 8 and _cpu_channels_last(x):
         if torch.is_grad_enabled() and x.requires_grad:
-            return _BatchStatNormRows.apply(x, eps)
+            return _BatchStatNormRows.apply(x, eps)[0]
         return _batch_stat_norm_inference(x, eps)
     return F.batch_norm(x, None, None, training=True, eps=eps)
 
 
 class BatchNorm2d(nn.BatchNorm2d):
     """nn.BatchNorm2d with fast paths for CPU channels_last inputs whose channel count is not a
-    multiple of 8: without affine parameters and running statistics (above), and, where no
-    gradient is taken, with them (scoring, its BN recalibration, testing). Training with affine
-    parameters keeps PyTorch's kernel, which is as fast there (benchmarks/layers.py)."""
+    multiple of 8: without affine parameters and running statistics (above); with them, where
+    no gradient is taken (scoring, its BN recalibration, testing) and in training below 8
+    channels. Training at 9 or more channels keeps PyTorch's kernel, as fast or faster there."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.affine and not self.track_running_stats:
             return batch_stat_norm(x, self.eps)  # picks the fast path or PyTorch's kernel
-        if not (x.shape[1] % 8 and _cpu_channels_last(x)) or self._needs_grad(x):
+        # (one value per channel: PyTorch's kernel, which says why it cannot train on it)
+        if not (x.shape[1] % 8 and _cpu_channels_last(x)) or x.numel() <= x.shape[1]:
             return super().forward(x)
-        return self._forward_no_grad(x)
+        if not self._needs_grad(x):
+            return self._forward_no_grad(x)
+        if x.shape[1] < 8 and (self.training or self.running_mean is None):
+            return self._forward_narrow(x)
+        return super().forward(x)
 
     def _needs_grad(self, x: torch.Tensor) -> bool:
         return torch.is_grad_enabled() and (
@@ -158,6 +169,18 @@ class BatchNorm2d(nn.BatchNorm2d):
                               mean, scale, value=-1)
         return _nchw(torch.addcmul(shift, rows, scale), x)
 
+    def _forward_narrow(self, x: torch.Tensor) -> torch.Tensor:
+        """Training below 8 channels, where PyTorch's kernel is slowest (3-4x): the normalisation
+        above, the affine parameters on its rows (autograd takes their gradients)."""
+        y, mean, var = _BatchStatNormRows.apply(x, self.eps)
+        if self.training and self.track_running_stats:
+            self._update_running_stats(mean, var, x.numel() // x.shape[1])
+        if not self.affine:
+            return y
+        k = _tiles(x.numel() // x.shape[1], x.shape[1])
+        return _nchw(torch.addcmul(self.bias.repeat(k), _rows(y, k), self.weight.repeat(k)), x)
+
+    @torch.no_grad()
     def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
         self.num_batches_tracked.add_(1)
         factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None

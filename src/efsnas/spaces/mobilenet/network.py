@@ -42,7 +42,8 @@ def _conv_bn(c_in: int, c_out: int, k: int, stride: int, groups: int, affine: bo
         BatchNorm2d(c_out, affine=affine, track_running_stats=track),
     ]
     if act:
-        layers.append(nn.ReLU6(inplace=True))
+        # not in place: batch norm's CPU fast path keeps its output for the backward
+        layers.append(nn.ReLU6())
     return nn.Sequential(*layers)
 
 
@@ -146,10 +147,9 @@ class NestedChoiceLayer(nn.Module):
             return x
         w, bn = self.weights(choice), self.bns[TOKENS[choice]]
         k = MBCONV_CHOICES[choice][0]
-        # in place, as the stand-alone MBConv's nn.ReLU6(inplace=True): one tensor less a layer
-        y = F.relu6(bn["expand"](F.conv2d(x, w["expand"])), inplace=True)
+        y = F.relu6(bn["expand"](F.conv2d(x, w["expand"])))
         y = F.conv2d(y, w["depthwise"], stride=self.stride, padding=k // 2, groups=y.shape[1])
-        y = bn["project"](F.conv2d(F.relu6(bn["depthwise"](y), inplace=True), w["project"]))
+        y = bn["project"](F.conv2d(F.relu6(bn["depthwise"](y)), w["project"]))
         return x + y if self.residual else y
 
     def mbconv_state(self, choice: int) -> dict[str, torch.Tensor]:
