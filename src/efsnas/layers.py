@@ -5,7 +5,8 @@ channels_last kernels for batch norm and average pooling vectorise over channels
 channel count that is not a multiple of 8 they are up to 11x slower than they need to be
 (benchmarks/layers.py measures each case). The layers below compute the same function a faster
 way on CPU channels_last inputs and fall back to PyTorch's own kernels everywhere else (CUDA,
-contiguous inputs, channel counts that are multiples of 8, training with affine batch norm).
+contiguous inputs, channel counts that are multiples of 8, training with affine batch norm at
+more than 8 channels).
 """
 
 from __future__ import annotations

@@ -392,7 +392,8 @@ def test_channels_last_supernet_trains_and_scores_as_with_pytorchs_layers(supern
         loss = torch.nn.functional.cross_entropy(net(inputs, subnet), y)
         loss.backward()
         losses.append(loss.double())
-    torch.testing.assert_close(losses[0], losses[2], atol=1e-5, rtol=1e-5)
+    ours, pytorchs = ((loss - losses[2]).abs() for loss in losses[:2])
+    assert ours < max(3 * pytorchs, 1e-5), (ours.item(), pytorchs.item())
     for (name, e), p, q in zip(exact.named_parameters(), plain.parameters(), sup.parameters()):
         assert (e.grad is None) == (q.grad is None), name
         if e.grad is None or e.grad.norm() < 1e-2:  # e.g. biases before batch norm: zero
