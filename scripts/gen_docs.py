@@ -137,7 +137,8 @@ def figures() -> None:
     for name, source in [("ranking-study.png", "fmnist-study/compare.png"),
                          ("study1-quality-vs-cost.png", "study1/quality_vs_cost.png"),
                          ("study2-quality-vs-cost.png", "study2/quality_vs_cost.png"),
-                         ("mobilenet-cpu-found.png", "mobilenet-cpu-run/best_cell.png")]:
+                         ("mobilenet-cpu-found.png", "mobilenet-cpu-run/best_cell.png"),
+                         ("mobilenet-study-equal.png", "mobilenet-study/equal/compare.png")]:
         with mkdocs_gen_files.open(f"img/{name}", "wb") as f:
             f.write((ROOT / "benchmarks/results" / source).read_bytes())
 
