@@ -92,7 +92,9 @@ if [ "$stage" = study ] || [ "$stage" = all ]; then
   # checkpoints are not kept in git). mobilenet-study/equal/ exists before the equal-only
   # call, so that call's runs land where the later calls with both budgets look for them.
   mkdir -p mobilenet-study/equal
+  # The three other rows at the equal budget come before their passes runs for the same reason.
   study oneshot,nonlinearity equal
   study oneshot,nonlinearity equal,passes
+  study oneshot,fsnas,gmnas,nonlinearity,nonlinearity-nosbs equal
   study oneshot,fsnas,gmnas,nonlinearity,nonlinearity-nosbs equal,passes
 fi
