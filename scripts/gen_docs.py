@@ -138,7 +138,9 @@ def figures() -> None:
                          ("study1-quality-vs-cost.png", "study1/quality_vs_cost.png"),
                          ("study2-quality-vs-cost.png", "study2/quality_vs_cost.png"),
                          ("mobilenet-cpu-found.png", "mobilenet-cpu-run/best_cell.png"),
-                         ("mobilenet-study-equal.png", "mobilenet-study/equal/compare.png")]:
+                         ("mobilenet-study-equal.png", "mobilenet-study/equal/compare.png"),
+                         ("mobilenet-study-quality-vs-cost.png",
+                          "mobilenet-study/quality_vs_cost.png")]:
         with mkdocs_gen_files.open(f"img/{name}", "wb") as f:
             f.write((ROOT / "benchmarks/results" / source).read_bytes())
 
