@@ -118,7 +118,7 @@ class EdgeOperationSplit(SplitCriterion):
     """FS-NAS: one subspace per choice at one position (an edge or a layer), full width."""
 
     name = "fsnas"
-    label = "FS-NAS (edge 1<-0, K=5, full width)"
+    label = "FS-NAS (one position's choices, full width)"
     config_fields = ("fsnas_position", "fsnas_transfer", "fsnas_warmup_epochs")
 
     @classmethod
